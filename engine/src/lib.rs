@@ -1,0 +1,37 @@
+//! postlog-engine: Postlog's log-structured mailbox store.
+//!
+//! It stores accounts, mailboxes, messages (bodies once per content, with their parsed
+//! metadata), flags, UIDs and MODSEQs, and answers queries about them. It knows nothing of
+//! SMTP, IMAP or any network: protocol front ends call [`Store`].
+//!
+//! ```text
+//!  Store (store.rs) ── plan ──► committer ── records ──► log.rs ──► Backend (backend.rs)
+//!     │                              │ apply after fdatasync           segment files
+//!     └── reads ◄── State (state.rs) ◄┘                               index.snap (snapshot.rs)
+//! ```
+//! - `format.rs`: bytes of segment headers and record frames; `record.rs`: what records mean.
+//! - `recovery.rs`: snapshot + replay, torn-tail cut, typed corruption errors.
+//! - `compaction.rs`: online reclamation of expunged messages' space.
+//! - `meta.rs`: metadata parsed once at append (envelope, body structure, cached headers).
+//!
+//! Deliberately not here: quotas policy (the store reports usage; callers decide), message
+//! parsing beyond what is cached, network IO, authentication.
+
+mod codec;
+pub mod backend;
+pub mod compaction;
+pub mod error;
+pub mod format;
+pub mod log;
+pub mod meta;
+pub mod record;
+pub mod recovery;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+
+pub use codec::Truncated;
+pub use error::{CommitError, OpenError, ReadError};
+pub use record::FlagOp;
+pub use state::{AccountId, MailboxId, MessageEntry, Uid, flag, special_use};
+pub use store::{AppendTarget, Appended, Changes, CopyOutcome, MailboxInfo, Options, PreparedMessage, StoreOutcome, Store, Usage};

@@ -1,0 +1,635 @@
+//! The in-memory state of the store: accounts, mailboxes, message entries and the blob table.
+//!
+//! It is derived from the log alone: [`State::apply`] folds one committed record into it, both
+//! when a commit becomes durable and when recovery replays the log. Snapshots (see
+//! `snapshot.rs`) are this structure archived with rkyv.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::record::{FlagOp, Record, ranges_iter, to_ranges};
+
+pub type AccountId = u32;
+pub type MailboxId = u32;
+pub type Uid = u32;
+pub type BlobId = u64;
+
+/// System flags as bits of [`MessageEntry::flags`].
+pub mod flag {
+    pub const SEEN: u8 = 1;
+    pub const ANSWERED: u8 = 2;
+    pub const FLAGGED: u8 = 4;
+    pub const DELETED: u8 = 8;
+    pub const DRAFT: u8 = 16;
+    pub const ALL: u8 = SEEN | ANSWERED | FLAGGED | DELETED | DRAFT;
+    pub const NAMES: [(u8, &str); 5] =
+        [(SEEN, "\\Seen"), (ANSWERED, "\\Answered"), (FLAGGED, "\\Flagged"), (DELETED, "\\Deleted"), (DRAFT, "\\Draft")];
+}
+
+/// Special-use attributes (RFC 6154) as bits of [`Mailbox::special_use`].
+pub mod special_use {
+    pub const DRAFTS: u8 = 1;
+    pub const SENT: u8 = 2;
+    pub const JUNK: u8 = 4;
+    pub const TRASH: u8 = 8;
+    pub const ARCHIVE: u8 = 16;
+    pub const ALL: u8 = 32;
+    pub const FLAGGED: u8 = 64;
+    pub const IMPORTANT: u8 = 128;
+    pub const NAMES: [(u8, &str); 8] = [
+        (DRAFTS, "\\Drafts"),
+        (SENT, "\\Sent"),
+        (JUNK, "\\Junk"),
+        (TRASH, "\\Trash"),
+        (ARCHIVE, "\\Archive"),
+        (ALL, "\\All"),
+        (FLAGGED, "\\Flagged"),
+        (IMPORTANT, "\\Important"),
+    ];
+}
+
+/// Most keywords a mailbox can hold (they are a bitmap per message).
+pub const MAX_KEYWORDS_PER_MAILBOX: usize = 64;
+
+/// Where bytes live in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Loc {
+    pub segment: u64,
+    /// Offset of the first byte in the segment file.
+    pub offset: u64,
+    pub len: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct BlobEntry {
+    pub hash: [u8; 32],
+    pub raw_len: u64,
+    pub codec: u8,
+    pub data: Loc,
+    pub meta: Option<Loc>,
+    /// Message entries referring to this blob (derived, recomputed by `check`).
+    pub refs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct MessageEntry {
+    pub uid: Uid,
+    pub modseq: u64,
+    pub flags: u8,
+    /// Bit i set: keyword `Mailbox::keywords[i]`.
+    pub keywords: u64,
+    pub internal_date: i64,
+    pub save_date: i64,
+    pub size: u64,
+    pub blob: BlobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub name: String,
+    pub special_use: u8,
+    pub uidvalidity: u32,
+    pub uidnext: Uid,
+    pub highest_modseq: u64,
+    /// Sorted by UID; a message's sequence number is its index + 1.
+    pub messages: Vec<MessageEntry>,
+    pub keywords: Vec<String>,
+    /// Expunged UID ranges with the MODSEQ of their expunge, for QRESYNC and JMAP changes.
+    pub vanished: Vec<(Uid, Uid, u64)>,
+    pub unseen: u32,
+    pub bytes: u64,
+}
+
+impl Mailbox {
+    pub fn position(&self, uid: Uid) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    pub fn message(&self, uid: Uid) -> Option<&MessageEntry> {
+        self.position(uid).map(|i| &self.messages[i])
+    }
+
+    pub fn keyword_names(&self, bits: u64) -> Vec<String> {
+        self.keywords.iter().enumerate().filter(|(i, _)| bits & (1u64 << i) != 0).map(|(_, k)| k.clone()).collect()
+    }
+
+    /// Keyword bits for `names`, adding unknown names to the table. `None` when the table
+    /// would grow past [`MAX_KEYWORDS_PER_MAILBOX`].
+    fn keyword_bits_adding(&mut self, names: &[String]) -> Option<u64> {
+        let mut bits = 0u64;
+        for name in names {
+            let i = match self.keywords.iter().position(|k| k.eq_ignore_ascii_case(name)) {
+                Some(i) => i,
+                None => {
+                    if self.keywords.len() >= MAX_KEYWORDS_PER_MAILBOX {
+                        return None;
+                    }
+                    self.keywords.push(name.clone());
+                    self.keywords.len() - 1
+                }
+            };
+            bits |= 1u64 << i;
+        }
+        Some(bits)
+    }
+
+    /// Keyword bits for names already in the table, and whether all were known.
+    pub fn keyword_bits_known(&self, names: &[String]) -> (u64, bool) {
+        let mut bits = 0u64;
+        let mut all = true;
+        for name in names {
+            match self.keywords.iter().position(|k| k.eq_ignore_ascii_case(name)) {
+                Some(i) => bits |= 1u64 << i,
+                None => all = false,
+            }
+        }
+        (bits, all)
+    }
+
+    /// How many keyword names are not yet in the table.
+    pub fn new_keyword_count(&self, names: &[String]) -> usize {
+        let mut seen: Vec<&str> = Vec::new();
+        for n in names {
+            if !self.keywords.iter().any(|k| k.eq_ignore_ascii_case(n)) && !seen.iter().any(|s| s.eq_ignore_ascii_case(n)) {
+                seen.push(n);
+            }
+        }
+        seen.len()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    /// The account's change counter: every change in any of its mailboxes takes the next value.
+    pub modseq: u64,
+    pub mailboxes: BTreeMap<MailboxId, Mailbox>,
+    pub by_name: BTreeMap<String, MailboxId>,
+    pub subscriptions: BTreeSet<String>,
+    pub next_mailbox: MailboxId,
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+impl Account {
+    pub fn mailbox_by_name(&self, name: &str) -> Option<&Mailbox> {
+        self.by_name.get(name).and_then(|id| self.mailboxes.get(id))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct State {
+    pub accounts: BTreeMap<AccountId, Account>,
+    pub account_names: HashMap<String, AccountId>,
+    pub next_account: AccountId,
+    pub blobs: HashMap<BlobId, BlobEntry>,
+    pub blob_by_hash: HashMap<[u8; 32], BlobId>,
+    pub next_blob: BlobId,
+    pub last_uidvalidity: u32,
+    /// Segments compacted away.
+    pub dropped_segments: BTreeSet<u64>,
+    /// Segment holding the latest CHECKPOINT record (0: none yet).
+    pub checkpoint_segment: u64,
+}
+
+/// A committed record that does not fit the state it is applied to: the log is inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyError(pub String);
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad<T>(msg: String) -> Result<T, ApplyError> {
+    Err(ApplyError(msg))
+}
+
+/// Where a record's variable data sits, for BLOB and META records.
+#[derive(Debug, Clone, Copy)]
+pub struct DataLoc {
+    pub loc: Loc,
+    pub codec: u8,
+}
+
+impl State {
+    pub fn account(&self, id: AccountId) -> Option<&Account> {
+        self.accounts.get(&id)
+    }
+
+    pub fn mailbox(&self, account: AccountId, mailbox: MailboxId) -> Option<&Mailbox> {
+        self.accounts.get(&account)?.mailboxes.get(&mailbox)
+    }
+
+    fn account_mut(&mut self, id: AccountId) -> Result<&mut Account, ApplyError> {
+        match self.accounts.get_mut(&id) {
+            Some(a) => Ok(a),
+            None => bad(format!("record names account {id}, which does not exist")),
+        }
+    }
+
+    fn unref(&mut self, blob: BlobId) -> Result<(), ApplyError> {
+        match self.blobs.get_mut(&blob) {
+            Some(b) if b.refs > 0 => {
+                b.refs -= 1;
+                Ok(())
+            }
+            _ => bad(format!("blob {blob} released more often than referenced")),
+        }
+    }
+
+    fn add_ref(&mut self, blob: BlobId) -> Result<(), ApplyError> {
+        match self.blobs.get_mut(&blob) {
+            Some(b) => {
+                b.refs += 1;
+                Ok(())
+            }
+            None => bad(format!("message refers to blob {blob}, which is not in the log")),
+        }
+    }
+
+    /// Folds one committed record into the state. `data` is given for BLOB and META records.
+    pub fn apply(&mut self, rec: &Record, data: Option<DataLoc>) -> Result<(), ApplyError> {
+        match rec {
+            Record::AccountCreate { account, name } => {
+                if self.accounts.contains_key(account) || self.account_names.contains_key(name) {
+                    return bad(format!("account {account} ({name}) created twice"));
+                }
+                self.accounts.insert(
+                    *account,
+                    Account {
+                        id: *account,
+                        name: name.clone(),
+                        modseq: 1,
+                        mailboxes: BTreeMap::new(),
+                        by_name: BTreeMap::new(),
+                        subscriptions: BTreeSet::new(),
+                        next_mailbox: 1,
+                        bytes: 0,
+                        messages: 0,
+                    },
+                );
+                self.account_names.insert(name.clone(), *account);
+                self.next_account = self.next_account.max(account + 1);
+            }
+            Record::AccountDelete { account } => {
+                let acc = match self.accounts.remove(account) {
+                    Some(a) => a,
+                    None => return bad(format!("account {account} deleted but does not exist")),
+                };
+                self.account_names.remove(&acc.name);
+                for mb in acc.mailboxes.values() {
+                    for m in &mb.messages {
+                        self.unref(m.blob)?;
+                    }
+                }
+            }
+            Record::MailboxCreate { account, mailbox, name, uidvalidity, special_use, modseq } => {
+                let acc = self.account_mut(*account)?;
+                if acc.mailboxes.contains_key(mailbox) || acc.by_name.contains_key(name) {
+                    return bad(format!("mailbox {mailbox} ({name}) of account {account} created twice"));
+                }
+                acc.modseq = acc.modseq.max(*modseq);
+                acc.next_mailbox = acc.next_mailbox.max(mailbox + 1);
+                acc.by_name.insert(name.clone(), *mailbox);
+                acc.mailboxes.insert(
+                    *mailbox,
+                    Mailbox {
+                        id: *mailbox,
+                        name: name.clone(),
+                        special_use: *special_use,
+                        uidvalidity: *uidvalidity,
+                        uidnext: 1,
+                        highest_modseq: *modseq,
+                        messages: Vec::new(),
+                        keywords: Vec::new(),
+                        vanished: Vec::new(),
+                        unseen: 0,
+                        bytes: 0,
+                    },
+                );
+                self.last_uidvalidity = self.last_uidvalidity.max(*uidvalidity);
+            }
+            Record::MailboxRename { account, modseq, renames } => {
+                let acc = self.account_mut(*account)?;
+                acc.modseq = acc.modseq.max(*modseq);
+                for (id, _) in renames {
+                    match acc.mailboxes.get(id) {
+                        Some(mb) => {
+                            let old = mb.name.clone();
+                            acc.by_name.remove(&old);
+                        }
+                        None => return bad(format!("rename of missing mailbox {id} in account {account}")),
+                    }
+                }
+                for (id, name) in renames {
+                    if acc.by_name.contains_key(name) {
+                        return bad(format!("rename onto existing mailbox name {name} in account {account}"));
+                    }
+                    acc.by_name.insert(name.clone(), *id);
+                    if let Some(mb) = acc.mailboxes.get_mut(id) {
+                        mb.name = name.clone();
+                        mb.highest_modseq = mb.highest_modseq.max(*modseq);
+                    }
+                }
+            }
+            Record::MailboxDelete { account, mailbox, modseq } => {
+                let acc = self.account_mut(*account)?;
+                acc.modseq = acc.modseq.max(*modseq);
+                let mb = match acc.mailboxes.remove(mailbox) {
+                    Some(mb) => mb,
+                    None => return bad(format!("delete of missing mailbox {mailbox} in account {account}")),
+                };
+                acc.by_name.remove(&mb.name);
+                acc.bytes -= mb.bytes;
+                acc.messages -= mb.messages.len() as u64;
+                for m in &mb.messages {
+                    self.unref(m.blob)?;
+                }
+            }
+            Record::Subscribe { account, name, subscribed } => {
+                let acc = self.account_mut(*account)?;
+                if *subscribed {
+                    acc.subscriptions.insert(name.clone());
+                } else {
+                    acc.subscriptions.remove(name);
+                }
+            }
+            Record::Blob { blob, hash, raw_len } => {
+                let Some(d) = data else { return bad(format!("blob {blob} without data location")) };
+                match self.blobs.get_mut(blob) {
+                    // A later copy of the same blob (compaction moved it): follow it.
+                    Some(existing) if existing.hash == *hash => {
+                        existing.data = d.loc;
+                        existing.codec = d.codec;
+                    }
+                    Some(_) => return bad(format!("blob id {blob} reused for different content")),
+                    None => {
+                        if self.blob_by_hash.contains_key(hash) {
+                            return bad(format!("blob {blob} duplicates the content of another blob"));
+                        }
+                        self.blobs.insert(
+                            *blob,
+                            BlobEntry { hash: *hash, raw_len: *raw_len, codec: d.codec, data: d.loc, meta: None, refs: 0 },
+                        );
+                        self.blob_by_hash.insert(*hash, *blob);
+                        self.next_blob = self.next_blob.max(blob + 1);
+                    }
+                }
+            }
+            Record::Meta { blob } => {
+                let Some(d) = data else { return bad(format!("meta of blob {blob} without data location")) };
+                match self.blobs.get_mut(blob) {
+                    Some(b) => b.meta = Some(d.loc),
+                    None => return bad(format!("meta for unknown blob {blob}")),
+                }
+            }
+            Record::MessageAppend { account, mailbox, uid, modseq, blob, flags, keywords, internal_date, save_date } => {
+                let size = match self.blobs.get(blob) {
+                    Some(b) => b.raw_len,
+                    None => return bad(format!("message refers to blob {blob}, which is not in the log")),
+                };
+                let acc = self.account_mut(*account)?;
+                let Some(mb) = acc.mailboxes.get_mut(mailbox) else {
+                    return bad(format!("append to missing mailbox {mailbox} of account {account}"));
+                };
+                if *uid < mb.uidnext || *uid == 0 {
+                    return bad(format!("append of UID {uid} below UIDNEXT {} in mailbox {mailbox}", mb.uidnext));
+                }
+                let Some(kw) = mb.keyword_bits_adding(keywords) else {
+                    return bad(format!("too many keywords in mailbox {mailbox}"));
+                };
+                mb.messages.push(MessageEntry {
+                    uid: *uid,
+                    modseq: *modseq,
+                    flags: *flags & flag::ALL,
+                    keywords: kw,
+                    internal_date: *internal_date,
+                    save_date: *save_date,
+                    size,
+                    blob: *blob,
+                });
+                mb.uidnext = uid + 1;
+                mb.highest_modseq = mb.highest_modseq.max(*modseq);
+                mb.bytes += size;
+                if flags & flag::SEEN == 0 {
+                    mb.unseen += 1;
+                }
+                acc.modseq = acc.modseq.max(*modseq);
+                acc.bytes += size;
+                acc.messages += 1;
+                self.add_ref(*blob)?;
+            }
+            Record::Flags { account, mailbox, modseq, op, flags, keywords, uids } => {
+                let acc = self.account_mut(*account)?;
+                acc.modseq = acc.modseq.max(*modseq);
+                let Some(mb) = acc.mailboxes.get_mut(mailbox) else {
+                    return bad(format!("flags for missing mailbox {mailbox} of account {account}"));
+                };
+                let kw = match op {
+                    FlagOp::Remove => mb.keyword_bits_known(keywords).0,
+                    _ => match mb.keyword_bits_adding(keywords) {
+                        Some(k) => k,
+                        None => return bad(format!("too many keywords in mailbox {mailbox}")),
+                    },
+                };
+                for uid in ranges_iter(uids) {
+                    let Some(i) = mb.position(uid) else {
+                        return bad(format!("flags for missing UID {uid} in mailbox {mailbox}"));
+                    };
+                    let m = &mut mb.messages[i];
+                    let was_seen = m.flags & flag::SEEN != 0;
+                    match op {
+                        FlagOp::Add => {
+                            m.flags |= flags;
+                            m.keywords |= kw;
+                        }
+                        FlagOp::Remove => {
+                            m.flags &= !flags;
+                            m.keywords &= !kw;
+                        }
+                        FlagOp::Replace => {
+                            m.flags = *flags & flag::ALL;
+                            m.keywords = kw;
+                        }
+                    }
+                    m.modseq = *modseq;
+                    let now_seen = m.flags & flag::SEEN != 0;
+                    match (was_seen, now_seen) {
+                        (false, true) => mb.unseen -= 1,
+                        (true, false) => mb.unseen += 1,
+                        _ => {}
+                    }
+                }
+                mb.highest_modseq = mb.highest_modseq.max(*modseq);
+            }
+            Record::Expunge { account, mailbox, modseq, uids } => {
+                let acc = self.account_mut(*account)?;
+                acc.modseq = acc.modseq.max(*modseq);
+                let Some(mb) = acc.mailboxes.get_mut(mailbox) else {
+                    return bad(format!("expunge in missing mailbox {mailbox} of account {account}"));
+                };
+                let mut removed = Vec::new();
+                let mut gone = Vec::new();
+                let mut wanted = ranges_iter(uids).peekable();
+                mb.messages.retain(|m| {
+                    while wanted.peek().is_some_and(|&u| u < m.uid) {
+                        wanted.next();
+                    }
+                    if wanted.peek() == Some(&m.uid) {
+                        removed.push(*m);
+                        gone.push(m.uid);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let mut freed = 0u64;
+                for m in &removed {
+                    freed += m.size;
+                    if m.flags & flag::SEEN == 0 {
+                        mb.unseen -= 1;
+                    }
+                }
+                mb.bytes -= freed;
+                for (a, b) in to_ranges(gone) {
+                    mb.vanished.push((a, b, *modseq));
+                }
+                mb.highest_modseq = mb.highest_modseq.max(*modseq);
+                acc.bytes -= freed;
+                acc.messages -= removed.len() as u64;
+                for m in &removed {
+                    self.unref(m.blob)?;
+                }
+            }
+            Record::Copy { account, from, to, modseq, save_date, first_uid, uids } => {
+                let acc = self.account_mut(*account)?;
+                acc.modseq = acc.modseq.max(*modseq);
+                let Some(src) = acc.mailboxes.get(from) else {
+                    return bad(format!("copy from missing mailbox {from} of account {account}"));
+                };
+                let mut copied = Vec::new();
+                for uid in ranges_iter(uids) {
+                    match src.message(uid) {
+                        Some(m) => copied.push((*m, src.keyword_names(m.keywords))),
+                        None => return bad(format!("copy of missing UID {uid} from mailbox {from}")),
+                    }
+                }
+                let Some(dst) = acc.mailboxes.get_mut(to) else {
+                    return bad(format!("copy into missing mailbox {to} of account {account}"));
+                };
+                if *first_uid < dst.uidnext || *first_uid == 0 {
+                    return bad(format!("copy to UID {first_uid} below UIDNEXT {} in mailbox {to}", dst.uidnext));
+                }
+                let mut next = *first_uid;
+                let mut added = 0u64;
+                let mut blobs = Vec::with_capacity(copied.len());
+                for (m, kws) in copied {
+                    let Some(kw) = dst.keyword_bits_adding(&kws) else {
+                        return bad(format!("too many keywords in mailbox {to}"));
+                    };
+                    dst.messages.push(MessageEntry { uid: next, modseq: *modseq, keywords: kw, save_date: *save_date, ..m });
+                    if m.flags & flag::SEEN == 0 {
+                        dst.unseen += 1;
+                    }
+                    added += m.size;
+                    blobs.push(m.blob);
+                    next += 1;
+                }
+                dst.uidnext = dst.uidnext.max(next);
+                dst.highest_modseq = dst.highest_modseq.max(*modseq);
+                dst.bytes += added;
+                acc.bytes += added;
+                acc.messages += blobs.len() as u64;
+                for b in blobs {
+                    self.add_ref(b)?;
+                }
+            }
+            Record::SpecialUse { account, mailbox, special_use, modseq } => {
+                let acc = self.account_mut(*account)?;
+                acc.modseq = acc.modseq.max(*modseq);
+                match acc.mailboxes.get_mut(mailbox) {
+                    Some(mb) => {
+                        mb.special_use = *special_use;
+                        mb.highest_modseq = mb.highest_modseq.max(*modseq);
+                    }
+                    None => return bad(format!("special-use for missing mailbox {mailbox}")),
+                }
+            }
+            Record::Checkpoint(c) => {
+                let logical = crate::snapshot::decode_logical(&c.state)
+                    .map_err(|e| ApplyError(format!("checkpoint does not decode: {e}")))?;
+                self.reset_logical(logical)?;
+                if let Some(d) = data {
+                    self.checkpoint_segment = d.loc.segment;
+                }
+            }
+            Record::SegmentDrop { segment } => {
+                if let Some((id, _)) = self.blobs.iter().find(|(_, b)| b.data.segment == *segment && b.refs > 0) {
+                    return bad(format!("segment {segment} dropped while live blob {id} is in it"));
+                }
+                let dead: Vec<BlobId> = self
+                    .blobs
+                    .iter()
+                    .filter(|(_, b)| b.data.segment == *segment || b.meta.is_some_and(|m| m.segment == *segment))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in dead {
+                    if let Some(b) = self.blobs.remove(&id) {
+                        self.blob_by_hash.remove(&b.hash);
+                    }
+                }
+                self.dropped_segments.insert(*segment);
+            }
+            Record::Commit { .. } | Record::Seal { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Replaces accounts with those of a checkpoint, keeping the blob table and recomputing
+    /// reference counts.
+    pub fn reset_logical(&mut self, logical: crate::snapshot::Logical) -> Result<(), ApplyError> {
+        self.accounts = logical.accounts;
+        self.account_names = self.accounts.values().map(|a| (a.name.clone(), a.id)).collect();
+        self.next_account = self.next_account.max(logical.next_account);
+        self.last_uidvalidity = self.last_uidvalidity.max(logical.last_uidvalidity);
+        self.recount_refs()
+    }
+
+    /// Recomputes every blob's reference count from the message entries.
+    pub fn recount_refs(&mut self) -> Result<(), ApplyError> {
+        for b in self.blobs.values_mut() {
+            b.refs = 0;
+        }
+        let mut missing = None;
+        for acc in self.accounts.values() {
+            for mb in acc.mailboxes.values() {
+                for m in &mb.messages {
+                    match self.blobs.get_mut(&m.blob) {
+                        Some(b) => b.refs += 1,
+                        None => missing = Some((acc.id, mb.id, m.uid, m.blob)),
+                    }
+                }
+            }
+        }
+        if let Some((a, mb, uid, blob)) = missing {
+            return bad(format!("message UID {uid} of mailbox {mb}, account {a} refers to blob {blob}, which is not in the log"));
+        }
+        Ok(())
+    }
+
+    /// Counts each blob's references from scratch, for `check`.
+    pub fn counted_refs(&self) -> HashMap<BlobId, u32> {
+        let mut out = HashMap::new();
+        for acc in self.accounts.values() {
+            for mb in acc.mailboxes.values() {
+                for m in &mb.messages {
+                    *out.entry(m.blob).or_insert(0) += 1;
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,1490 @@
+//! The store: the public API, the committer (group commit) and the planning of operations.
+//!
+//! ```text
+//!  caller threads                      committer thread                      disk
+//!  ───────────────                     ─────────────────                     ────
+//!  append(): hash, parse, compress ─┐
+//!  store_flags() ───────────────────┼─► queue ─► plan batch against state ─► one write
+//!  expunge() ───────────────────────┘            (+ overlay of the batch)     one fdatasync
+//!        ▲                                                  │
+//!        └──────── reply ◄── apply records to state ◄───────┘ (only after the sync)
+//! ```
+//! Readers take the state's read lock and read bodies from segment files (memory maps);
+//! they never wait for the committer. A change becomes visible only once it is durable.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+
+use sha2::Digest;
+
+use crate::backend::{Backend, FileBackend};
+use crate::error::{CommitError, OpenError, ReadError};
+use crate::format::{Codec, RECORD_HEADER_LEN, encode_frame, frame_len};
+use crate::log::{Segments, WriteFailure, Writer};
+use crate::meta::MessageMeta;
+use crate::record::{BLOB_PREFIX_LEN, FlagOp, META_PREFIX_LEN, Record, kind, ranges_iter, to_ranges};
+use crate::recovery::{RecoveryReport, recover};
+use crate::snapshot::{self, Position, SNAPSHOT_FILE};
+use crate::state::{
+    AccountId, BlobEntry, BlobId, DataLoc, Loc, Mailbox, MailboxId, MessageEntry, State, Uid, flag,
+};
+
+/// Tunables of a store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Segments are sealed and a new one started past this size.
+    pub max_segment_bytes: u64,
+    /// Bodies at least this long are zstd-compressed (when that makes them smaller).
+    pub compress_min_bytes: usize,
+    pub zstd_level: i32,
+    /// Write a snapshot after this many bytes of log since the last one.
+    pub snapshot_every_bytes: u64,
+    /// Most bytes of records one group commit gathers.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_segment_bytes: 256 << 20,
+            compress_min_bytes: 512,
+            zstd_level: 3,
+            snapshot_every_bytes: 512 << 20,
+            max_batch_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Where one appended copy of a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub account: AccountId,
+    pub mailbox: MailboxId,
+    pub uidvalidity: u32,
+    pub uid: Uid,
+    pub modseq: u64,
+}
+
+/// One destination of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendTarget {
+    pub account: AccountId,
+    pub mailbox: MailboxId,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    /// Unix seconds.
+    pub internal_date: i64,
+}
+
+/// A message made ready for the committer: hashed, parsed and compressed on the caller's
+/// thread, so the committer only copies bytes.
+pub struct PreparedMessage {
+    hash: [u8; 32],
+    raw_len: u64,
+    codec: Codec,
+    stored: Vec<u8>,
+    meta: Vec<u8>,
+}
+
+impl PreparedMessage {
+    pub fn new(raw: &[u8], options: &Options) -> PreparedMessage {
+        let hash: [u8; 32] = sha2::Sha256::digest(raw).into();
+        let meta = crate::meta::parse(raw).encode();
+        let (codec, stored) = if raw.len() >= options.compress_min_bytes {
+            match zstd::bulk::compress(raw, options.zstd_level) {
+                Ok(c) if c.len() < raw.len() => (Codec::Zstd, c),
+                _ => (Codec::None, raw.to_vec()),
+            }
+        } else {
+            (Codec::None, raw.to_vec())
+        };
+        PreparedMessage { hash, raw_len: raw.len() as u64, codec, stored, meta }
+    }
+
+    pub fn raw_len(&self) -> u64 {
+        self.raw_len
+    }
+}
+
+/// Result of a flag change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOutcome {
+    /// MODSEQ given to the changed messages (0 if nothing changed).
+    pub modseq: u64,
+    /// UIDs whose flags changed.
+    pub changed: Vec<Uid>,
+    /// UIDs not changed because their MODSEQ was above UNCHANGEDSINCE.
+    pub failed: Vec<Uid>,
+}
+
+/// Result of a copy or move.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyOutcome {
+    pub uidvalidity: u32,
+    /// (source UID, new UID) in ascending source order.
+    pub pairs: Vec<(Uid, Uid)>,
+    pub modseq: u64,
+}
+
+/// What changed in a mailbox since a MODSEQ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub highest_modseq: u64,
+    /// Messages (still present) whose MODSEQ is above the one asked about.
+    pub changed: Vec<MessageEntry>,
+    /// UIDs expunged after the MODSEQ asked about.
+    pub expunged: Vec<Uid>,
+}
+
+/// A mailbox as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxInfo {
+    pub id: MailboxId,
+    pub name: String,
+    pub special_use: u8,
+    pub subscribed: bool,
+    pub uidvalidity: u32,
+    pub uidnext: Uid,
+    pub highest_modseq: u64,
+    pub messages: u32,
+    pub unseen: u32,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub batches: AtomicU64,
+    pub transactions: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub sync_nanos: AtomicU64,
+}
+
+enum Op {
+    CreateAccount { name: String, mailboxes: Vec<(String, u8)> },
+    DeleteAccount { account: AccountId },
+    CreateMailbox { account: AccountId, name: String, special_use: u8 },
+    RenameMailbox { account: AccountId, from: String, to: String },
+    DeleteMailbox { account: AccountId, name: String },
+    Subscribe { account: AccountId, name: String, on: bool },
+    SetSpecialUse { account: AccountId, name: String, special_use: u8 },
+    Append { message: Arc<PreparedMessage>, targets: Vec<AppendTarget>, save_date: i64 },
+    Store { account: AccountId, mailbox: MailboxId, uids: Vec<Uid>, op: FlagOp, flags: u8, keywords: Vec<String>, unchanged_since: Option<u64> },
+    Expunge { account: AccountId, mailbox: MailboxId, uids: Option<Vec<Uid>> },
+    Copy { account: AccountId, from: MailboxId, to: MailboxId, uids: Vec<Uid>, is_move: bool, save_date: i64 },
+    Checkpoint,
+    Relocate { blob: BlobId, from_segment: u64, data: Vec<u8>, codec: Codec, meta: Option<Vec<u8>> },
+    DropSegment { segment: u64 },
+    Snapshot,
+}
+
+/// What an operation returns.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Account(AccountId),
+    Mailbox(MailboxId),
+    Unit,
+    Appended(Vec<Appended>),
+    Stored(StoreOutcome),
+    Expunged(Vec<Uid>, u64),
+    Copied(CopyOutcome),
+}
+
+type Reply = std::sync::mpsc::SyncSender<Result<Outcome, CommitError>>;
+
+struct Request {
+    op: Op,
+    reply: Reply,
+}
+
+/// The records of one planned transaction.
+struct Txn {
+    records: Vec<(Record, Option<(Codec, Vec<u8>)>)>,
+    outcome: Outcome,
+    /// Segment files to unlink once the transaction is durable.
+    unlink: Vec<u64>,
+}
+
+struct Queue {
+    requests: VecDeque<Request>,
+    closing: bool,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    options: Options,
+    state: RwLock<State>,
+    segments: Arc<Segments>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    stopped: Mutex<Option<String>>,
+    watchers: Mutex<HashMap<AccountId, tokio::sync::watch::Sender<u64>>>,
+    stats: Stats,
+    recovery: RecoveryReport,
+}
+
+/// A mailbox store. Cheap to clone; all clones share one committer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    committer: Arc<CommitterHandle>,
+}
+
+/// Stops the committer when the last handle of a store goes away.
+struct CommitterHandle {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl CommitterHandle {
+    fn stop(&self) {
+        {
+            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.closing = true;
+        }
+        self.inner.wake.notify_all();
+        if let Some(h) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for CommitterHandle {
+    fn drop(&mut self) {
+        self.stop();
+        self.inner.backend.unlock();
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Checks a mailbox name: UTF-8, '/'-separated, no empty components, no control characters.
+/// Returns the canonical form ("INBOX" whatever its case).
+pub fn canonical_mailbox_name(name: &str) -> Result<String, CommitError> {
+    let bad = || CommitError::BadMailboxName(name.chars().take(100).collect());
+    if name.is_empty() || name.len() > 1024 {
+        return Err(bad());
+    }
+    if name.split('/').any(|c| c.is_empty() || c.len() > 255) {
+        return Err(bad());
+    }
+    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
+        return Err(bad());
+    }
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Ok("INBOX".into());
+    }
+    if let Some(rest) = name.get(..6).filter(|p| p.eq_ignore_ascii_case("INBOX/")) {
+        let _ = rest;
+        return Ok(format!("INBOX/{}", &name[6..]));
+    }
+    Ok(name.to_string())
+}
+
+fn ancestors(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('/').map(move |(i, _)| &name[..i])
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if empty, recovering after a crash if needed.
+    pub fn open(dir: &Path, options: Options) -> Result<Store, OpenError> {
+        let backend = match FileBackend::open(dir) {
+            Ok(Ok(b)) => b,
+            Ok(Err(locked)) => return Err(OpenError::Locked { dir: locked.0.display().to_string() }),
+            Err(source) => return Err(OpenError::Io { what: format!("open the data directory {}", dir.display()), source }),
+        };
+        Self::open_backend(Arc::new(backend), options)
+    }
+
+    pub fn open_backend(backend: Arc<dyn Backend>, options: Options) -> Result<Store, OpenError> {
+        let rec = recover(&*backend, false)?;
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| OpenError::Io { what, source }
+        };
+        let (segment, file, end, sealed, records) = match rec.active {
+            Some(a) => a,
+            None => {
+                let file = Writer::create_segment(&*backend, 1, 1).map_err(io("create the first segment"))?;
+                rec.segments.insert(1, file.clone());
+                (1, file, crate::format::SEGMENT_HEADER_LEN as u64, false, 0)
+            }
+        };
+        let next_lsn = rec.next_lsn.max(1);
+        let mut writer = Writer::new(
+            backend.clone(),
+            rec.segments.clone(),
+            segment,
+            file,
+            end,
+            next_lsn,
+            rec.batch_seq,
+            options.max_segment_bytes,
+            records,
+        );
+        if sealed {
+            // The last segment was sealed: start a fresh one.
+            writer.max_segment_bytes = 0;
+            writer.roll_after_seal().map_err(io("start a new segment"))?;
+            writer.max_segment_bytes = options.max_segment_bytes;
+        }
+        let inner = Arc::new(Inner {
+            backend,
+            options,
+            state: RwLock::new(rec.state),
+            segments: rec.segments,
+            queue: Mutex::new(Queue { requests: VecDeque::new(), closing: false }),
+            wake: Condvar::new(),
+            stopped: Mutex::new(None),
+            watchers: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+            recovery: rec.report,
+        });
+        let worker = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("postlog-committer".into())
+            .spawn(move || committer(worker, writer))
+            .map_err(io("start the committer thread"))?;
+        let committer = Arc::new(CommitterHandle { inner: inner.clone(), thread: Mutex::new(Some(handle)) });
+        Ok(Store { inner, committer })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Writes a snapshot and stops the committer. Further writes fail with `Closed`.
+    pub fn close(&self) -> Result<(), CommitError> {
+        let snap = self.submit(Op::Snapshot).map(|_| ());
+        self.committer.stop();
+        self.inner.backend.unlock();
+        snap
+    }
+
+    fn submit(&self, op: Op) -> Result<Outcome, CommitError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closing {
+                return Err(CommitError::Closed);
+            }
+            q.requests.push_back(Request { op, reply: tx });
+        }
+        self.inner.wake.notify_one();
+        rx.recv().unwrap_or(Err(CommitError::Closed))
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ----- accounts -----------------------------------------------------------------
+
+    /// Creates an account with an INBOX and the given extra mailboxes (name, special-use).
+    pub fn create_account(&self, name: &str, mailboxes: &[(&str, u8)]) -> Result<AccountId, CommitError> {
+        let mailboxes = mailboxes.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+        match self.submit(Op::CreateAccount { name: name.to_string(), mailboxes })? {
+            Outcome::Account(id) => Ok(id),
+            o => unreachable!("create_account answered {o:?}"),
+        }
+    }
+
+    pub fn delete_account(&self, account: AccountId) -> Result<(), CommitError> {
+        self.submit(Op::DeleteAccount { account }).map(|_| ())
+    }
+
+    pub fn account_id(&self, name: &str) -> Option<AccountId> {
+        self.read_state().account_names.get(name).copied()
+    }
+
+    /// (id, name) of every account.
+    pub fn accounts(&self) -> Vec<(AccountId, String)> {
+        self.read_state().accounts.values().map(|a| (a.id, a.name.clone())).collect()
+    }
+
+    pub fn usage(&self, account: AccountId) -> Option<Usage> {
+        self.read_state().account(account).map(|a| Usage { bytes: a.bytes, messages: a.messages })
+    }
+
+    /// The account's change counter (the highest MODSEQ given in any of its mailboxes).
+    pub fn account_modseq(&self, account: AccountId) -> Option<u64> {
+        self.read_state().account(account).map(|a| a.modseq)
+    }
+
+    // ----- mailboxes ----------------------------------------------------------------
+
+    pub fn create_mailbox(&self, account: AccountId, name: &str, special_use: u8) -> Result<MailboxId, CommitError> {
+        match self.submit(Op::CreateMailbox { account, name: name.to_string(), special_use })? {
+            Outcome::Mailbox(id) => Ok(id),
+            o => unreachable!("create_mailbox answered {o:?}"),
+        }
+    }
+
+    /// Renames a mailbox and every mailbox below it.
+    pub fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<(), CommitError> {
+        self.submit(Op::RenameMailbox { account, from: from.to_string(), to: to.to_string() }).map(|_| ())
+    }
+
+    /// Deletes a mailbox and its messages (not the mailboxes below it).
+    pub fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<(), CommitError> {
+        self.submit(Op::DeleteMailbox { account, name: name.to_string() }).map(|_| ())
+    }
+
+    pub fn subscribe(&self, account: AccountId, name: &str, on: bool) -> Result<(), CommitError> {
+        self.submit(Op::Subscribe { account, name: name.to_string(), on }).map(|_| ())
+    }
+
+    pub fn set_special_use(&self, account: AccountId, name: &str, special_use: u8) -> Result<(), CommitError> {
+        self.submit(Op::SetSpecialUse { account, name: name.to_string(), special_use }).map(|_| ())
+    }
+
+    pub fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxInfo>, ReadError> {
+        let st = self.read_state();
+        let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
+        Ok(acc.by_name.values().filter_map(|id| acc.mailboxes.get(id)).map(|mb| info(mb, acc.subscriptions.contains(&mb.name))).collect())
+    }
+
+    pub fn subscriptions(&self, account: AccountId) -> Result<Vec<String>, ReadError> {
+        let st = self.read_state();
+        Ok(st.account(account).ok_or(ReadError::NoSuchAccount)?.subscriptions.iter().cloned().collect())
+    }
+
+    pub fn mailbox_by_name(&self, account: AccountId, name: &str) -> Result<MailboxInfo, ReadError> {
+        let name = canonical_mailbox_name(name).map_err(|_| ReadError::NoSuchMailbox)?;
+        let st = self.read_state();
+        let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
+        let mb = acc.mailbox_by_name(&name).ok_or(ReadError::NoSuchMailbox)?;
+        Ok(info(mb, acc.subscriptions.contains(&mb.name)))
+    }
+
+    pub fn mailbox(&self, account: AccountId, mailbox: MailboxId) -> Result<MailboxInfo, ReadError> {
+        let st = self.read_state();
+        let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
+        let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
+        Ok(info(mb, acc.subscriptions.contains(&mb.name)))
+    }
+
+    /// Runs `f` on a mailbox under the state's read lock (keep it short: writers wait).
+    pub fn with_mailbox<R>(&self, account: AccountId, mailbox: MailboxId, f: impl FnOnce(&Mailbox) -> R) -> Result<R, ReadError> {
+        let st = self.read_state();
+        let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
+        let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
+        Ok(f(mb))
+    }
+
+    /// Every message entry of a mailbox, in UID order.
+    pub fn messages(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageEntry>, ReadError> {
+        self.with_mailbox(account, mailbox, |mb| mb.messages.clone())
+    }
+
+    // ----- messages -----------------------------------------------------------------
+
+    /// Appends one message to one or many mailboxes (of one or many accounts) in one atomic
+    /// commit; the body is stored once. Returns after the commit is durable.
+    pub fn append(&self, raw: &[u8], targets: &[AppendTarget]) -> Result<Vec<Appended>, CommitError> {
+        let message = PreparedMessage::new(raw, &self.inner.options);
+        self.append_prepared(Arc::new(message), targets)
+    }
+
+    pub fn append_prepared(&self, message: Arc<PreparedMessage>, targets: &[AppendTarget]) -> Result<Vec<Appended>, CommitError> {
+        match self.submit(Op::Append { message, targets: targets.to_vec(), save_date: now_unix() })? {
+            Outcome::Appended(v) => Ok(v),
+            o => unreachable!("append answered {o:?}"),
+        }
+    }
+
+    /// Changes flags of the messages `uids` (those that exist). With `unchanged_since`,
+    /// messages whose MODSEQ is above it are left alone and reported in `failed` (RFC 7162).
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_flags(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: u8,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<StoreOutcome, CommitError> {
+        let op = Op::Store { account, mailbox, uids: uids.to_vec(), op, flags, keywords: keywords.to_vec(), unchanged_since };
+        match self.submit(op)? {
+            Outcome::Stored(s) => Ok(s),
+            o => unreachable!("store answered {o:?}"),
+        }
+    }
+
+    /// Expunges `uids`, or with `None` every message flagged \Deleted. Returns the UIDs
+    /// expunged and the MODSEQ of the expunge.
+    pub fn expunge(&self, account: AccountId, mailbox: MailboxId, uids: Option<&[Uid]>) -> Result<(Vec<Uid>, u64), CommitError> {
+        match self.submit(Op::Expunge { account, mailbox, uids: uids.map(|u| u.to_vec()) })? {
+            Outcome::Expunged(v, m) => Ok((v, m)),
+            o => unreachable!("expunge answered {o:?}"),
+        }
+    }
+
+    pub fn copy(&self, account: AccountId, from: MailboxId, to: MailboxId, uids: &[Uid]) -> Result<CopyOutcome, CommitError> {
+        self.copy_or_move(account, from, to, uids, false)
+    }
+
+    /// Copy and expunge in one atomic commit.
+    pub fn move_messages(&self, account: AccountId, from: MailboxId, to: MailboxId, uids: &[Uid]) -> Result<CopyOutcome, CommitError> {
+        self.copy_or_move(account, from, to, uids, true)
+    }
+
+    fn copy_or_move(&self, account: AccountId, from: MailboxId, to: MailboxId, uids: &[Uid], is_move: bool) -> Result<CopyOutcome, CommitError> {
+        match self.submit(Op::Copy { account, from, to, uids: uids.to_vec(), is_move, save_date: now_unix() })? {
+            Outcome::Copied(c) => Ok(c),
+            o => unreachable!("copy answered {o:?}"),
+        }
+    }
+
+    fn blob_of(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<BlobEntry, ReadError> {
+        let st = self.read_state();
+        let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
+        let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
+        let m = mb.message(uid).ok_or(ReadError::NoSuchMessage(uid))?;
+        st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))
+    }
+
+    /// Reads a record's data part, checking the record's checksum. Retries once through the
+    /// state if the segment was compacted away meanwhile.
+    fn read_data(&self, loc: Loc, prefix: usize) -> Result<crate::backend::View, ReadError> {
+        let file = self.inner.segments.get(loc.segment).ok_or(ReadError::Corrupt {
+            segment: loc.segment,
+            offset: loc.offset,
+            reason: "segment is gone".into(),
+        })?;
+        let rec_start = loc.offset - (RECORD_HEADER_LEN + prefix) as u64;
+        let header = file.view(rec_start, RECORD_HEADER_LEN).map_err(ReadError::Io)?;
+        let mut hb = [0u8; RECORD_HEADER_LEN];
+        hb.copy_from_slice(&header);
+        let corrupt = |reason: &str| ReadError::Corrupt { segment: loc.segment, offset: rec_start, reason: reason.into() };
+        let frame = crate::format::FrameHeader::decode(&hb).map_err(|e| corrupt(&format!("{e:?} in record header")))?;
+        if frame.payload_len as usize != prefix + loc.len as usize {
+            return Err(corrupt("record length differs from the index"));
+        }
+        let payload = file.view(rec_start + RECORD_HEADER_LEN as u64, frame.payload_len as usize).map_err(ReadError::Io)?;
+        if crate::format::crc32c(&payload) != frame.payload_crc {
+            return Err(corrupt("payload checksum mismatch"));
+        }
+        file.view(loc.offset, loc.len as usize).map_err(ReadError::Io)
+    }
+
+    fn body_of(&self, blob: &BlobEntry) -> Result<Vec<u8>, ReadError> {
+        let data = self.read_data(blob.data, BLOB_PREFIX_LEN)?;
+        match Codec::from_u8(blob.codec) {
+            Some(Codec::None) => Ok(data.to_vec()),
+            Some(Codec::Zstd) => zstd::bulk::decompress(&data, blob.raw_len as usize).map_err(|e| ReadError::Corrupt {
+                segment: blob.data.segment,
+                offset: blob.data.offset,
+                reason: format!("zstd data does not decompress: {e}"),
+            }),
+            None => Err(ReadError::Corrupt { segment: blob.data.segment, offset: blob.data.offset, reason: "unknown codec".into() }),
+        }
+    }
+
+    /// The whole message as appended.
+    pub fn read_message(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>, ReadError> {
+        let blob = self.blob_of(account, mailbox, uid)?;
+        match self.body_of(&blob) {
+            Err(ReadError::Corrupt { .. }) if self.inner.segments.get(blob.data.segment).is_none() => {
+                let blob = self.blob_of(account, mailbox, uid)?;
+                self.body_of(&blob)
+            }
+            r => r,
+        }
+    }
+
+    /// Bytes `[start, end)` of a message (clamped to its size).
+    pub fn read_range(&self, account: AccountId, mailbox: MailboxId, uid: Uid, start: u64, end: u64) -> Result<Vec<u8>, ReadError> {
+        let blob = self.blob_of(account, mailbox, uid)?;
+        let end = end.min(blob.raw_len);
+        let start = start.min(end);
+        if blob.codec == Codec::None as u8 {
+            let data = self.read_data(blob.data, BLOB_PREFIX_LEN)?;
+            return Ok(data[start as usize..end as usize].to_vec());
+        }
+        let whole = self.read_message(account, mailbox, uid)?;
+        Ok(whole[start as usize..end as usize].to_vec())
+    }
+
+    /// The metadata parsed at append.
+    pub fn meta(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<MessageMeta, ReadError> {
+        let blob = self.blob_of(account, mailbox, uid)?;
+        let loc = blob.meta.ok_or_else(|| ReadError::Corrupt {
+            segment: blob.data.segment,
+            offset: blob.data.offset,
+            reason: "message has no metadata record".into(),
+        })?;
+        let bytes = self.read_data(loc, META_PREFIX_LEN)?;
+        MessageMeta::decode(&bytes).map_err(|e| ReadError::Corrupt { segment: loc.segment, offset: loc.offset, reason: e.to_string() })
+    }
+
+    /// Metadata of every message of a mailbox, in UID order.
+    pub fn metas(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<(Uid, MessageMeta)>, ReadError> {
+        let locs: Vec<(Uid, Option<Loc>)> = {
+            let st = self.read_state();
+            let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
+            let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
+            mb.messages.iter().map(|m| (m.uid, st.blobs.get(&m.blob).and_then(|b| b.meta))).collect()
+        };
+        let mut out = Vec::with_capacity(locs.len());
+        for (uid, loc) in locs {
+            let loc = loc.ok_or(ReadError::NoSuchMessage(uid))?;
+            let bytes = self.read_data(loc, META_PREFIX_LEN)?;
+            let meta = MessageMeta::decode(&bytes)
+                .map_err(|e| ReadError::Corrupt { segment: loc.segment, offset: loc.offset, reason: e.to_string() })?;
+            out.push((uid, meta));
+        }
+        Ok(out)
+    }
+
+    /// Everything that changed in a mailbox after `since` (what CONDSTORE/QRESYNC and JMAP
+    /// `/changes` need).
+    pub fn changes_since(&self, account: AccountId, mailbox: MailboxId, since: u64) -> Result<Changes, ReadError> {
+        self.with_mailbox(account, mailbox, |mb| Changes {
+            highest_modseq: mb.highest_modseq,
+            changed: mb.messages.iter().filter(|m| m.modseq > since).copied().collect(),
+            expunged: mb.vanished.iter().filter(|v| v.2 > since).flat_map(|&(a, b, _)| a..=b).collect(),
+        })
+    }
+
+    /// A receiver that sees the account's change counter each time a change to the account
+    /// becomes durable (for IMAP IDLE and JMAP push).
+    pub fn watch(&self, account: AccountId) -> tokio::sync::watch::Receiver<u64> {
+        let current = self.account_modseq(account).unwrap_or(0);
+        let mut w = self.inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        w.entry(account).or_insert_with(|| tokio::sync::watch::channel(current).0).subscribe()
+    }
+
+    // ----- maintenance --------------------------------------------------------------
+
+    /// Writes an index snapshot now.
+    pub fn snapshot(&self) -> Result<(), CommitError> {
+        self.submit(Op::Snapshot).map(|_| ())
+    }
+
+    /// Reclaims the space of expunged messages: writes a checkpoint of the state into the
+    /// log, copies the live blobs of old segments forward, and drops those segments.
+    /// Readers and writers go on meanwhile. Returns the bytes of segment files removed.
+    pub fn compact(&self, min_dead_ratio: f64) -> Result<CompactionReport, CommitError> {
+        crate::compaction::run(self, min_dead_ratio)
+    }
+
+    pub(crate) fn checkpoint(&self) -> Result<(), CommitError> {
+        self.submit(Op::Checkpoint).map(|_| ())
+    }
+
+    pub(crate) fn relocate(&self, blob: BlobId, from_segment: u64, data: Vec<u8>, codec: Codec, meta: Option<Vec<u8>>) -> Result<(), CommitError> {
+        self.submit(Op::Relocate { blob, from_segment, data, codec, meta }).map(|_| ())
+    }
+
+    pub(crate) fn drop_segment(&self, segment: u64) -> Result<(), CommitError> {
+        self.submit(Op::DropSegment { segment }).map(|_| ())
+    }
+
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.read_state()
+    }
+
+    pub(crate) fn raw_data(&self, loc: Loc, prefix: usize) -> Result<Vec<u8>, ReadError> {
+        self.read_data(loc, prefix).map(|v| v.to_vec())
+    }
+
+    /// Segment ids and sizes on disk.
+    pub fn segment_sizes(&self) -> Vec<(u64, u64)> {
+        let segs = &self.inner.segments;
+        segs.ids().into_iter().filter_map(|id| segs.get(id).and_then(|f| f.len().ok()).map(|l| (id, l))).collect()
+    }
+}
+
+pub use crate::compaction::CompactionReport;
+
+fn info(mb: &Mailbox, subscribed: bool) -> MailboxInfo {
+    MailboxInfo {
+        id: mb.id,
+        name: mb.name.clone(),
+        special_use: mb.special_use,
+        subscribed,
+        uidvalidity: mb.uidvalidity,
+        uidnext: mb.uidnext,
+        highest_modseq: mb.highest_modseq,
+        messages: mb.messages.len() as u32,
+        unseen: mb.unseen,
+        bytes: mb.bytes,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The committer.
+
+/// What one batch's planning has claimed, so that two operations in a batch never depend on
+/// each other's effects (those are applied only after the batch is durable).
+#[derive(Default)]
+struct Overlay {
+    modseq: HashMap<AccountId, u64>,
+    uidnext: HashMap<(AccountId, MailboxId), Uid>,
+    new_blobs: HashMap<[u8; 32], BlobId>,
+    next_blob: Option<BlobId>,
+    next_account: Option<AccountId>,
+    last_uidvalidity: Option<u32>,
+    /// Accounts touched by any operation, and those changed structurally (mailbox set).
+    touched: HashSet<AccountId>,
+    structural: HashSet<AccountId>,
+    /// Mailboxes whose message state (flags, expunges, keyword table) an operation read.
+    message_locked: HashSet<(AccountId, MailboxId)>,
+    /// Mailboxes appended into.
+    appended: HashSet<(AccountId, MailboxId)>,
+    account_created: bool,
+    nonempty: bool,
+    exclusive: bool,
+}
+
+enum Claim {
+    Account(AccountId),
+    Message(AccountId, MailboxId),
+    Append(AccountId, MailboxId),
+    Store,
+    Exclusive,
+}
+
+impl Overlay {
+    /// Takes the claims if none conflicts with what the batch holds.
+    fn claim(&mut self, claims: &[Claim]) -> bool {
+        if self.exclusive {
+            return false;
+        }
+        for c in claims {
+            let conflict = match c {
+                Claim::Account(a) => self.touched.contains(a),
+                Claim::Message(a, m) => self.structural.contains(a) || self.message_locked.contains(&(*a, *m)),
+                Claim::Append(a, _) => self.structural.contains(a),
+                Claim::Store => self.account_created,
+                Claim::Exclusive => self.nonempty,
+            };
+            if conflict {
+                return false;
+            }
+        }
+        for c in claims {
+            match c {
+                Claim::Account(a) => {
+                    self.touched.insert(*a);
+                    self.structural.insert(*a);
+                }
+                Claim::Message(a, m) => {
+                    self.touched.insert(*a);
+                    self.message_locked.insert((*a, *m));
+                }
+                Claim::Append(a, m) => {
+                    self.touched.insert(*a);
+                    self.appended.insert((*a, *m));
+                }
+                Claim::Store => self.account_created = true,
+                Claim::Exclusive => self.exclusive = true,
+            }
+        }
+        self.nonempty = true;
+        true
+    }
+
+    fn next_modseq(&mut self, st: &State, account: AccountId) -> u64 {
+        let base = st.account(account).map_or(0, |a| a.modseq);
+        let v = self.modseq.get(&account).copied().unwrap_or(base).max(base) + 1;
+        self.modseq.insert(account, v);
+        v
+    }
+
+    fn alloc_uids(&mut self, mb: &Mailbox, account: AccountId, n: u32) -> Result<Uid, CommitError> {
+        let key = (account, mb.id);
+        let first = self.uidnext.get(&key).copied().unwrap_or(mb.uidnext).max(mb.uidnext);
+        let next = first.checked_add(n).filter(|&n| n < u32::MAX).ok_or(CommitError::UidsExhausted)?;
+        self.uidnext.insert(key, next);
+        Ok(first)
+    }
+
+    fn next_uidvalidity(&mut self, st: &State) -> u32 {
+        let last = self.last_uidvalidity.unwrap_or(st.last_uidvalidity).max(st.last_uidvalidity);
+        let v = (now_unix().clamp(1, u32::MAX as i64 - 1) as u32).max(last.saturating_add(1));
+        self.last_uidvalidity = Some(v);
+        v
+    }
+}
+
+enum Planned {
+    Ready(Txn),
+    Failed(CommitError),
+    /// Conflicts with an earlier operation of this batch: retry in the next batch.
+    Defer,
+}
+
+fn plan(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Planned {
+    match plan_inner(op, st, ov, writer) {
+        Ok(Some(t)) => Planned::Ready(t),
+        Ok(None) => Planned::Defer,
+        Err(e) => Planned::Failed(e),
+    }
+}
+
+fn account_of<'a>(st: &'a State, account: AccountId) -> Result<&'a crate::state::Account, CommitError> {
+    st.account(account).ok_or_else(|| CommitError::NoSuchAccount(account.to_string()))
+}
+
+fn mailbox_of<'a>(st: &'a State, account: AccountId, mailbox: MailboxId) -> Result<&'a Mailbox, CommitError> {
+    account_of(st, account)?.mailboxes.get(&mailbox).ok_or_else(|| CommitError::NoSuchMailbox(mailbox.to_string()))
+}
+
+fn check_keywords(keywords: &[String]) -> Result<(), CommitError> {
+    // RFC 9051 flag-keyword = atom: no specials, no control characters, no backslash.
+    for k in keywords {
+        let ok = !k.is_empty()
+            && k.len() <= 128
+            && k.bytes().all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\]".contains(&b));
+        if !ok {
+            return Err(CommitError::NotAllowed(format!("invalid keyword {k:?}")));
+        }
+    }
+    Ok(())
+}
+
+fn txn(records: Vec<(Record, Option<(Codec, Vec<u8>)>)>, outcome: Outcome) -> Txn {
+    Txn { records, outcome, unlink: Vec::new() }
+}
+
+fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<Option<Txn>, CommitError> {
+    match op {
+        Op::CreateAccount { name, mailboxes } => {
+            if !ov.claim(&[Claim::Store]) {
+                return Ok(None);
+            }
+            if name.is_empty() || name.len() > 320 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(CommitError::NotAllowed(format!("invalid account name {name:?}")));
+            }
+            if st.account_names.contains_key(name) {
+                return Err(CommitError::AccountExists(name.clone()));
+            }
+            let id = ov.next_account.unwrap_or(st.next_account).max(st.next_account).max(1);
+            ov.next_account = Some(id + 1);
+            let mut records = vec![(Record::AccountCreate { account: id, name: name.clone() }, None)];
+            let mut names: Vec<(String, u8)> = vec![("INBOX".into(), 0)];
+            for (n, s) in mailboxes {
+                let n = canonical_mailbox_name(n)?;
+                if let Some(e) = names.iter_mut().find(|(x, _)| *x == n) {
+                    e.1 |= s;
+                } else {
+                    names.push((n, *s));
+                }
+            }
+            let mut modseq = 1;
+            for (i, (n, s)) in names.into_iter().enumerate() {
+                modseq += 1;
+                let uidvalidity = ov.next_uidvalidity(st);
+                records.push((
+                    Record::MailboxCreate { account: id, mailbox: i as u32 + 1, name: n, uidvalidity, special_use: s, modseq },
+                    None,
+                ));
+            }
+            Ok(Some(txn(records, Outcome::Account(id))))
+        }
+        Op::DeleteAccount { account } => {
+            if !ov.claim(&[Claim::Account(*account)]) {
+                return Ok(None);
+            }
+            account_of(st, *account)?;
+            Ok(Some(txn(vec![(Record::AccountDelete { account: *account }, None)], Outcome::Unit)))
+        }
+        Op::CreateMailbox { account, name, special_use } => {
+            if !ov.claim(&[Claim::Account(*account)]) {
+                return Ok(None);
+            }
+            let acc = account_of(st, *account)?;
+            let name = canonical_mailbox_name(name)?;
+            if acc.by_name.contains_key(&name) {
+                return Err(CommitError::MailboxExists(name));
+            }
+            let modseq = ov.next_modseq(st, *account);
+            let mut records = Vec::new();
+            let mut id = acc.next_mailbox;
+            for parent in ancestors(&name).chain(std::iter::once(name.as_str())) {
+                if acc.by_name.contains_key(parent) {
+                    continue;
+                }
+                let su = if parent == name { *special_use } else { 0 };
+                let uidvalidity = ov.next_uidvalidity(st);
+                records.push((
+                    Record::MailboxCreate { account: *account, mailbox: id, name: parent.to_string(), uidvalidity, special_use: su, modseq },
+                    None,
+                ));
+                id += 1;
+            }
+            Ok(Some(txn(records, Outcome::Mailbox(id - 1))))
+        }
+        Op::RenameMailbox { account, from, to } => {
+            if !ov.claim(&[Claim::Account(*account)]) {
+                return Ok(None);
+            }
+            let acc = account_of(st, *account)?;
+            let from = canonical_mailbox_name(from)?;
+            let to = canonical_mailbox_name(to)?;
+            if from == "INBOX" {
+                return Err(CommitError::NotAllowed("INBOX cannot be renamed by the store; move its messages instead".into()));
+            }
+            let Some(&from_id) = acc.by_name.get(&from) else { return Err(CommitError::NoSuchMailbox(from)) };
+            if to == from || to.starts_with(&format!("{from}/")) {
+                return Err(CommitError::NotAllowed(format!("cannot rename {from} into itself")));
+            }
+            if acc.by_name.contains_key(&to) {
+                return Err(CommitError::MailboxExists(to));
+            }
+            let prefix = format!("{from}/");
+            let mut renames = vec![(from_id, to.clone())];
+            for (name, id) in acc.by_name.range(prefix.clone()..) {
+                let Some(rest) = name.strip_prefix(&prefix) else { break };
+                let new = format!("{to}/{rest}");
+                if acc.by_name.contains_key(&new) {
+                    return Err(CommitError::MailboxExists(new));
+                }
+                renames.push((*id, new));
+            }
+            let modseq = ov.next_modseq(st, *account);
+            let mut records = Vec::new();
+            let mut id = acc.next_mailbox;
+            for parent in ancestors(&to) {
+                if acc.by_name.contains_key(parent) && !renames.iter().any(|(rid, _)| acc.mailboxes.get(rid).is_some_and(|m| m.name == parent)) {
+                    continue;
+                }
+                if acc.by_name.contains_key(parent) {
+                    continue;
+                }
+                let uidvalidity = ov.next_uidvalidity(st);
+                records.push((
+                    Record::MailboxCreate { account: *account, mailbox: id, name: parent.to_string(), uidvalidity, special_use: 0, modseq },
+                    None,
+                ));
+                id += 1;
+            }
+            records.push((Record::MailboxRename { account: *account, modseq, renames }, None));
+            Ok(Some(txn(records, Outcome::Unit)))
+        }
+        Op::DeleteMailbox { account, name } => {
+            if !ov.claim(&[Claim::Account(*account)]) {
+                return Ok(None);
+            }
+            let acc = account_of(st, *account)?;
+            let name = canonical_mailbox_name(name)?;
+            if name == "INBOX" {
+                return Err(CommitError::NotAllowed("INBOX cannot be deleted".into()));
+            }
+            let Some(&id) = acc.by_name.get(&name) else { return Err(CommitError::NoSuchMailbox(name)) };
+            let modseq = ov.next_modseq(st, *account);
+            Ok(Some(txn(vec![(Record::MailboxDelete { account: *account, mailbox: id, modseq }, None)], Outcome::Unit)))
+        }
+        Op::Subscribe { account, name, on } => {
+            if !ov.claim(&[Claim::Account(*account)]) {
+                return Ok(None);
+            }
+            account_of(st, *account)?;
+            let name = canonical_mailbox_name(name)?;
+            Ok(Some(txn(vec![(Record::Subscribe { account: *account, name, subscribed: *on }, None)], Outcome::Unit)))
+        }
+        Op::SetSpecialUse { account, name, special_use } => {
+            if !ov.claim(&[Claim::Account(*account)]) {
+                return Ok(None);
+            }
+            let acc = account_of(st, *account)?;
+            let name = canonical_mailbox_name(name)?;
+            let Some(&id) = acc.by_name.get(&name) else { return Err(CommitError::NoSuchMailbox(name)) };
+            let modseq = ov.next_modseq(st, *account);
+            Ok(Some(txn(
+                vec![(Record::SpecialUse { account: *account, mailbox: id, special_use: *special_use, modseq }, None)],
+                Outcome::Unit,
+            )))
+        }
+        Op::Append { message, targets, save_date } => {
+            if targets.is_empty() {
+                return Err(CommitError::NotAllowed("append without a destination".into()));
+            }
+            let mut claims = Vec::new();
+            for t in targets {
+                let mb = mailbox_of(st, t.account, t.mailbox)?;
+                check_keywords(&t.keywords)?;
+                if mb.keywords.len() + mb.new_keyword_count(&t.keywords) > crate::state::MAX_KEYWORDS_PER_MAILBOX {
+                    return Err(CommitError::TooManyKeywords);
+                }
+                if mb.new_keyword_count(&t.keywords) > 0 {
+                    claims.push(Claim::Message(t.account, t.mailbox));
+                } else {
+                    claims.push(Claim::Append(t.account, t.mailbox));
+                }
+            }
+            if !ov.claim(&claims) {
+                return Ok(None);
+            }
+            let mut records = Vec::new();
+            let existing = st
+                .blob_by_hash
+                .get(&message.hash)
+                .copied()
+                .filter(|id| st.blobs.get(id).is_some_and(|b| b.meta.is_some() && !st.dropped_segments.contains(&b.data.segment)))
+                .or_else(|| ov.new_blobs.get(&message.hash).copied());
+            let blob = match existing {
+                Some(id) => id,
+                None => {
+                    let id = ov.next_blob.unwrap_or(st.next_blob).max(st.next_blob).max(1);
+                    ov.next_blob = Some(id + 1);
+                    ov.new_blobs.insert(message.hash, id);
+                    records.push((
+                        Record::Blob { blob: id, hash: message.hash, raw_len: message.raw_len },
+                        Some((message.codec, message.stored.clone())),
+                    ));
+                    records.push((Record::Meta { blob: id }, Some((Codec::None, message.meta.clone()))));
+                    id
+                }
+            };
+            let mut modseqs: HashMap<AccountId, u64> = HashMap::new();
+            let mut out = Vec::new();
+            for t in targets {
+                let modseq = match modseqs.get(&t.account) {
+                    Some(m) => *m,
+                    None => {
+                        let m = ov.next_modseq(st, t.account);
+                        modseqs.insert(t.account, m);
+                        m
+                    }
+                };
+                let mb = mailbox_of(st, t.account, t.mailbox)?;
+                let uid = ov.alloc_uids(mb, t.account, 1)?;
+                records.push((
+                    Record::MessageAppend {
+                        account: t.account,
+                        mailbox: t.mailbox,
+                        uid,
+                        modseq,
+                        blob,
+                        flags: t.flags & flag::ALL,
+                        keywords: t.keywords.clone(),
+                        internal_date: t.internal_date,
+                        save_date: *save_date,
+                    },
+                    None,
+                ));
+                out.push(Appended { account: t.account, mailbox: t.mailbox, uidvalidity: mb.uidvalidity, uid, modseq });
+            }
+            Ok(Some(txn(records, Outcome::Appended(out))))
+        }
+        Op::Store { account, mailbox, uids, op, flags, keywords, unchanged_since } => {
+            let mb = mailbox_of(st, *account, *mailbox)?;
+            check_keywords(keywords)?;
+            if *op != FlagOp::Remove && mb.keywords.len() + mb.new_keyword_count(keywords) > crate::state::MAX_KEYWORDS_PER_MAILBOX {
+                return Err(CommitError::TooManyKeywords);
+            }
+            if !ov.claim(&[Claim::Message(*account, *mailbox)]) {
+                return Ok(None);
+            }
+            let flags = flags & flag::ALL;
+            let (known_kw, all_known) = mb.keyword_bits_known(keywords);
+            let mut sorted: Vec<Uid> = uids.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let mut changed = Vec::new();
+            let mut failed = Vec::new();
+            for uid in sorted {
+                let Some(m) = mb.message(uid) else { continue };
+                if unchanged_since.is_some_and(|u| m.modseq > u) {
+                    failed.push(uid);
+                    continue;
+                }
+                let differs = match op {
+                    FlagOp::Add => m.flags & flags != flags || m.keywords & known_kw != known_kw || !all_known,
+                    FlagOp::Remove => m.flags & flags != 0 || m.keywords & known_kw != 0,
+                    FlagOp::Replace => m.flags != flags || m.keywords != known_kw || !all_known,
+                };
+                if differs {
+                    changed.push(uid);
+                }
+            }
+            if changed.is_empty() {
+                return Ok(Some(txn(Vec::new(), Outcome::Stored(StoreOutcome { modseq: 0, changed, failed }))));
+            }
+            let modseq = ov.next_modseq(st, *account);
+            let rec = Record::Flags {
+                account: *account,
+                mailbox: *mailbox,
+                modseq,
+                op: *op,
+                flags,
+                keywords: keywords.clone(),
+                uids: to_ranges(changed.iter().copied()),
+            };
+            Ok(Some(txn(vec![(rec, None)], Outcome::Stored(StoreOutcome { modseq, changed, failed }))))
+        }
+        Op::Expunge { account, mailbox, uids } => {
+            let mb = mailbox_of(st, *account, *mailbox)?;
+            if !ov.claim(&[Claim::Message(*account, *mailbox)]) {
+                return Ok(None);
+            }
+            let gone: Vec<Uid> = match uids {
+                None => mb.messages.iter().filter(|m| m.flags & flag::DELETED != 0).map(|m| m.uid).collect(),
+                Some(list) => {
+                    let mut v: Vec<Uid> = list.iter().copied().filter(|u| mb.position(*u).is_some()).collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    v
+                }
+            };
+            if gone.is_empty() {
+                return Ok(Some(txn(Vec::new(), Outcome::Expunged(gone, 0))));
+            }
+            let modseq = ov.next_modseq(st, *account);
+            let rec = Record::Expunge { account: *account, mailbox: *mailbox, modseq, uids: to_ranges(gone.iter().copied()) };
+            Ok(Some(txn(vec![(rec, None)], Outcome::Expunged(gone, modseq))))
+        }
+        Op::Copy { account, from, to, uids, is_move, save_date } => {
+            let src = mailbox_of(st, *account, *from)?;
+            let dst = mailbox_of(st, *account, *to)?;
+            let mut sorted: Vec<Uid> = uids.iter().copied().filter(|u| src.position(*u).is_some()).collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let names: Vec<String> = {
+                let mut bits = 0u64;
+                for u in &sorted {
+                    bits |= src.message(*u).map_or(0, |m| m.keywords);
+                }
+                src.keyword_names(bits)
+            };
+            let new_kw = dst.new_keyword_count(&names);
+            if dst.keywords.len() + new_kw > crate::state::MAX_KEYWORDS_PER_MAILBOX {
+                return Err(CommitError::TooManyKeywords);
+            }
+            let mut claims = vec![Claim::Message(*account, *from)];
+            if new_kw > 0 || *from == *to {
+                if *from != *to {
+                    claims.push(Claim::Message(*account, *to));
+                }
+            } else {
+                claims.push(Claim::Append(*account, *to));
+            }
+            if !ov.claim(&claims) {
+                return Ok(None);
+            }
+            if sorted.is_empty() {
+                return Ok(Some(txn(Vec::new(), Outcome::Copied(CopyOutcome { uidvalidity: dst.uidvalidity, pairs: vec![], modseq: 0 }))));
+            }
+            let modseq = ov.next_modseq(st, *account);
+            let first_uid = ov.alloc_uids(dst, *account, sorted.len() as u32)?;
+            let ranges = to_ranges(sorted.iter().copied());
+            let mut records = vec![(
+                Record::Copy { account: *account, from: *from, to: *to, modseq, save_date: *save_date, first_uid, uids: ranges.clone() },
+                None,
+            )];
+            if *is_move {
+                records.push((Record::Expunge { account: *account, mailbox: *from, modseq, uids: ranges }, None));
+            }
+            let pairs = sorted.iter().enumerate().map(|(i, &u)| (u, first_uid + i as u32)).collect();
+            Ok(Some(txn(records, Outcome::Copied(CopyOutcome { uidvalidity: dst.uidvalidity, pairs, modseq }))))
+        }
+        Op::Checkpoint => {
+            if !ov.claim(&[Claim::Exclusive]) {
+                return Ok(None);
+            }
+            let state = snapshot::encode_logical(st);
+            Ok(Some(txn(vec![(Record::Checkpoint(crate::record::Checkpoint { state }), None)], Outcome::Unit)))
+        }
+        Op::Relocate { blob, from_segment, data, codec, meta } => {
+            // Relocations conflict with nothing but exclusive operations.
+            if !ov.claim(&[]) {
+                return Ok(None);
+            }
+            let Some(entry) = st.blobs.get(blob) else { return Ok(Some(txn(Vec::new(), Outcome::Unit))) };
+            if entry.data.segment != *from_segment && entry.meta.is_none_or(|m| m.segment != *from_segment) {
+                return Ok(Some(txn(Vec::new(), Outcome::Unit)));
+            }
+            let mut records = vec![(Record::Blob { blob: *blob, hash: entry.hash, raw_len: entry.raw_len }, Some((*codec, data.clone())))];
+            if let Some(m) = meta {
+                records.push((Record::Meta { blob: *blob }, Some((Codec::None, m.clone()))));
+            }
+            Ok(Some(txn(records, Outcome::Unit)))
+        }
+        Op::DropSegment { segment } => {
+            if !ov.claim(&[Claim::Exclusive]) {
+                return Ok(None);
+            }
+            if *segment >= writer.segment || *segment >= st.checkpoint_segment {
+                return Err(CommitError::NotAllowed(format!("segment {segment} is not before the last checkpoint")));
+            }
+            if st.blobs.values().any(|b| b.refs > 0 && (b.data.segment == *segment || b.meta.is_some_and(|m| m.segment == *segment))) {
+                return Err(CommitError::NotAllowed(format!("segment {segment} still holds live blobs")));
+            }
+            let mut t = txn(vec![(Record::SegmentDrop { segment: *segment }, None)], Outcome::Unit);
+            t.unlink.push(*segment);
+            Ok(Some(t))
+        }
+        Op::Snapshot => Ok(None),
+    }
+}
+
+/// Encodes a transaction's records followed by its COMMIT. Returns, per record, where its
+/// data landed.
+fn encode_txn(buf: &mut Vec<u8>, base: u64, segment: u64, writer_lsn: &mut u64, t: &Txn, batch_seq: u64, batch_end: bool) -> Vec<Option<DataLoc>> {
+    let first_lsn = *writer_lsn;
+    let mut locs = Vec::with_capacity(t.records.len());
+    let mut payload = Vec::new();
+    for (rec, data) in &t.records {
+        payload.clear();
+        rec.encode_payload(&mut payload);
+        let lsn = *writer_lsn;
+        *writer_lsn += 1;
+        let rec_off = base + buf.len() as u64;
+        let (codec, data_bytes): (Codec, &[u8]) = match data {
+            Some((c, d)) => (*c, d),
+            None => (Codec::None, &[]),
+        };
+        encode_frame(buf, rec.kind(), codec, lsn, rec.account(), &[&payload, data_bytes]);
+        let has_data = matches!(rec.kind(), kind::BLOB | kind::META | kind::CHECKPOINT);
+        locs.push(has_data.then(|| {
+            let prefix = if rec.kind() == kind::CHECKPOINT { 0 } else { payload.len() };
+            DataLoc {
+                loc: Loc {
+                    segment,
+                    offset: rec_off + (RECORD_HEADER_LEN + prefix) as u64,
+                    len: (payload.len() - prefix + data_bytes.len()) as u32,
+                },
+                codec: codec as u8,
+            }
+        }));
+    }
+    let commit = Record::Commit { first_lsn, count: t.records.len() as u32, batch_seq, batch_end };
+    payload.clear();
+    commit.encode_payload(&mut payload);
+    let lsn = *writer_lsn;
+    *writer_lsn += 1;
+    encode_frame(buf, kind::COMMIT, Codec::None, lsn, 0, &[&payload]);
+    locs
+}
+
+fn estimate_len(t: &Txn) -> u64 {
+    let mut n = frame_len(32) as u64;
+    for (_, data) in &t.records {
+        n += frame_len(256 + data.as_ref().map_or(0, |d| d.1.len())) as u64;
+    }
+    n
+}
+
+fn committer(inner: Arc<Inner>, mut writer: Writer) {
+    let mut since_snapshot: u64 = 0;
+    loop {
+        let mut requests: Vec<Request> = {
+            let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while q.requests.is_empty() && !q.closing {
+                q = inner.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.requests.is_empty() && q.closing {
+                return;
+            }
+            q.requests.drain(..).collect()
+        };
+        let stopped = inner.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(reason) = stopped {
+            for r in requests {
+                let _ = r.reply.send(Err(CommitError::Stopped(reason.clone())));
+            }
+            continue;
+        }
+
+        // Plan.
+        let mut ready: Vec<(Txn, Reply)> = Vec::new();
+        let mut deferred: Vec<Request> = Vec::new();
+        let mut snapshot_requests: Vec<Reply> = Vec::new();
+        let mut batch_bytes = 0usize;
+        {
+            let st = inner.state.read().unwrap_or_else(|e| e.into_inner());
+            let mut ov = Overlay::default();
+            for req in requests.drain(..) {
+                if matches!(req.op, Op::Snapshot) {
+                    snapshot_requests.push(req.reply);
+                    continue;
+                }
+                if batch_bytes > inner.options.max_batch_bytes {
+                    deferred.push(req);
+                    continue;
+                }
+                match plan(&req.op, &st, &mut ov, &writer) {
+                    Planned::Ready(t) => {
+                        if t.records.is_empty() {
+                            let _ = req.reply.send(Ok(t.outcome));
+                        } else {
+                            batch_bytes += estimate_len(&t) as usize;
+                            ready.push((t, req.reply));
+                        }
+                    }
+                    Planned::Failed(e) => {
+                        let _ = req.reply.send(Err(e));
+                    }
+                    Planned::Defer => deferred.push(req),
+                }
+            }
+        }
+        if !deferred.is_empty() {
+            let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            for r in deferred.into_iter().rev() {
+                q.requests.push_front(r);
+            }
+        }
+
+        if !ready.is_empty() {
+            commit_batch(&inner, &mut writer, ready, &mut since_snapshot);
+        }
+
+        if !snapshot_requests.is_empty() || since_snapshot >= inner.options.snapshot_every_bytes {
+            let result = write_snapshot(&inner, &writer);
+            since_snapshot = 0;
+            for r in snapshot_requests {
+                let _ = r.send(result.clone());
+            }
+        }
+    }
+}
+
+fn commit_batch(inner: &Inner, writer: &mut Writer, ready: Vec<(Txn, Reply)>, since_snapshot: &mut u64) {
+    let fail_all = |ready: Vec<(Txn, Reply)>, e: CommitError| {
+        for (_, r) in ready {
+            let _ = r.send(Err(e.clone()));
+        }
+    };
+    let estimate: u64 = ready.iter().map(|(t, _)| estimate_len(t)).sum();
+    if let Err(e) = writer.roll_if_full(estimate) {
+        let err = stop_or_clean(inner, e);
+        fail_all(ready, err);
+        return;
+    }
+    let batch_seq = writer.batch_seq + 1;
+    let mut lsn = writer.next_lsn;
+    let mut buf = Vec::with_capacity(estimate as usize);
+    let mut all_locs = Vec::with_capacity(ready.len());
+    let n = ready.len();
+    let mut records = 0u64;
+    for (i, (t, _)) in ready.iter().enumerate() {
+        let locs = encode_txn(&mut buf, writer.end, writer.segment, &mut lsn, t, batch_seq, i + 1 == n);
+        records += t.records.len() as u64 + 1;
+        all_locs.push(locs);
+    }
+    let started = std::time::Instant::now();
+    if let Err(e) = writer.write_and_sync(&buf) {
+        let err = stop_or_clean(inner, e);
+        fail_all(ready, err);
+        return;
+    }
+    inner.stats.sync_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    inner.stats.batches.fetch_add(1, Ordering::Relaxed);
+    inner.stats.transactions.fetch_add(n as u64, Ordering::Relaxed);
+    inner.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    writer.next_lsn = lsn;
+    writer.batch_seq = batch_seq;
+    writer.records_in_segment += records;
+    *since_snapshot += buf.len() as u64;
+
+    // Durable: make it visible.
+    let mut touched: HashSet<AccountId> = HashSet::new();
+    let mut unlink = Vec::new();
+    {
+        let mut st = inner.state.write().unwrap_or_else(|e| e.into_inner());
+        for ((t, _), locs) in ready.iter().zip(&all_locs) {
+            for ((rec, _), loc) in t.records.iter().zip(locs) {
+                if let Record::Checkpoint(_) = rec {
+                    st.checkpoint_segment = writer.segment;
+                    continue;
+                }
+                if let Err(e) = st.apply(rec, *loc) {
+                    // Planning checked everything apply checks: this is a bug. Stop writing
+                    // rather than let memory and log disagree.
+                    let reason = format!("internal error applying a committed record: {e}");
+                    *inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                }
+                let a = rec.account();
+                if a != 0 {
+                    touched.insert(a);
+                }
+            }
+            unlink.extend(t.unlink.iter().copied());
+        }
+        let watchers = inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for a in &touched {
+            if let (Some(w), Some(acc)) = (watchers.get(a), st.account(*a)) {
+                w.send_replace(acc.modseq);
+            }
+        }
+    }
+    for seg in unlink {
+        inner.segments.remove(seg);
+        let _ = inner.backend.remove(&crate::log::segment_file_name(seg));
+        let _ = inner.backend.sync_dir();
+    }
+    for ((t, reply), _) in ready.into_iter().zip(all_locs) {
+        let _ = reply.send(Ok(t.outcome));
+    }
+}
+
+fn stop_or_clean(inner: &Inner, e: WriteFailure) -> CommitError {
+    match e {
+        WriteFailure::Clean(e) if e.raw_os_error() == Some(libc::ENOSPC) => CommitError::DiskFull,
+        WriteFailure::Clean(e) => CommitError::Io(e.to_string()),
+        WriteFailure::Fatal(e) => {
+            let reason = e.to_string();
+            *inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+            CommitError::Stopped(reason)
+        }
+    }
+}
+
+fn write_snapshot(inner: &Inner, writer: &Writer) -> Result<Outcome, CommitError> {
+    let bytes = {
+        let st = inner.state.read().unwrap_or_else(|e| e.into_inner());
+        let snap = snapshot::Snapshot {
+            position: Position { segment: writer.segment, offset: writer.end, next_lsn: writer.next_lsn, last_batch_seq: writer.batch_seq },
+            state: st.clone(),
+        };
+        snapshot::encode(&snap)
+    };
+    let tmp = format!("{SNAPSHOT_FILE}.tmp");
+    let b = &inner.backend;
+    let _ = b.remove(&tmp);
+    let res = (|| -> std::io::Result<()> {
+        let f = b.create(&tmp)?;
+        f.write_all_at(&bytes, 0)?;
+        f.sync_data()?;
+        b.rename(&tmp, SNAPSHOT_FILE)?;
+        b.sync_dir()
+    })();
+    // A failed snapshot loses nothing: the log is the truth and replay covers it.
+    res.map(|()| Outcome::Unit).map_err(|e| CommitError::Io(format!("snapshot not written: {e}")))
+}
+
+/// Used by tests: the whole state, for comparing with a model.
+#[doc(hidden)]
+pub fn state_of(store: &Store) -> State {
+    store.read_state().clone()
+}
+
+/// Yields every record of a range list, for callers building UID lists.
+pub fn uids_of(ranges: &[(u32, u32)]) -> Vec<Uid> {
+    ranges_iter(ranges).collect()
+}

@@ -1,0 +1,199 @@
+//! The store's public API, end to end on real files.
+
+use postlog_engine::{AppendTarget, CommitError, FlagOp, OpenError, Options, Store, flag, special_use};
+
+fn msg(n: usize) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: test {n}\r\nMessage-ID: <{n}@example.test>\r\n\r\nHello number {n}.\r\n{}\r\n",
+        "body text ".repeat(n % 50)
+    )
+    .into_bytes()
+}
+
+fn target(account: u32, mailbox: u32) -> AppendTarget {
+    AppendTarget { account, mailbox, flags: 0, keywords: vec![], internal_date: 1_700_000_000 }
+}
+
+#[test]
+fn accounts_mailboxes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let alice = store.create_account("alice@example.test", &[("Sent", special_use::SENT), ("Trash", special_use::TRASH)]).unwrap();
+    let bob = store.create_account("bob@example.test", &[]).unwrap();
+    assert!(matches!(store.create_account("alice@example.test", &[]), Err(CommitError::AccountExists(_))));
+
+    let boxes = store.mailboxes(alice).unwrap();
+    let names: Vec<_> = boxes.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["INBOX", "Sent", "Trash"]);
+    assert_eq!(boxes[1].special_use, special_use::SENT);
+    let inbox_a = store.mailbox_by_name(alice, "inbox").unwrap().id;
+    let inbox_b = store.mailbox_by_name(bob, "INBOX").unwrap().id;
+
+    // One message to two accounts: one commit, one blob.
+    let raw = msg(1);
+    let done = store.append(&raw, &[target(alice, inbox_a), target(bob, inbox_b)]).unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!((done[0].uid, done[1].uid), (1, 1));
+    assert_eq!(store.read_message(alice, inbox_a, 1).unwrap(), raw);
+    assert_eq!(store.read_message(bob, inbox_b, 1).unwrap(), raw);
+    assert_eq!(postlog_engine::store::state_of(&store).blobs.len(), 1);
+    assert_eq!(store.read_range(alice, inbox_a, 1, 6, 11).unwrap(), b"Alice");
+    let meta = store.meta(alice, inbox_a, 1).unwrap();
+    assert_eq!(meta.envelope.subject.as_deref(), Some("test 1"));
+
+    for n in 2..=10 {
+        store.append(&msg(n), &[target(alice, inbox_a)]).unwrap();
+    }
+    let info = store.mailbox(alice, inbox_a).unwrap();
+    assert_eq!((info.messages, info.uidnext, info.unseen), (10, 11, 10));
+    assert_eq!(store.usage(alice).unwrap().messages, 10);
+
+    // Flags with MODSEQ and UNCHANGEDSINCE.
+    let before = store.mailbox(alice, inbox_a).unwrap().highest_modseq;
+    let s = store.store_flags(alice, inbox_a, &[1, 2, 3], FlagOp::Add, flag::SEEN, &["$Forwarded".into()], None).unwrap();
+    assert_eq!(s.changed, vec![1, 2, 3]);
+    assert!(s.modseq > before);
+    let again = store.store_flags(alice, inbox_a, &[1, 2, 3], FlagOp::Add, flag::SEEN, &[], None).unwrap();
+    assert!(again.changed.is_empty(), "no change, no new modseq");
+    let cond = store.store_flags(alice, inbox_a, &[1, 4], FlagOp::Add, flag::FLAGGED, &[], Some(before)).unwrap();
+    assert_eq!(cond.failed, vec![1]);
+    assert_eq!(cond.changed, vec![4]);
+    let m1 = store.messages(alice, inbox_a).unwrap()[0];
+    assert_eq!(m1.flags, flag::SEEN);
+    assert_eq!(store.mailbox(alice, inbox_a).unwrap().unseen, 7);
+
+    // Changes since a MODSEQ include expunges.
+    store.store_flags(alice, inbox_a, &[5, 6], FlagOp::Add, flag::DELETED, &[], None).unwrap();
+    let mark = store.mailbox(alice, inbox_a).unwrap().highest_modseq;
+    let (gone, xmodseq) = store.expunge(alice, inbox_a, None).unwrap();
+    assert_eq!(gone, vec![5, 6]);
+    assert!(xmodseq > mark);
+    let ch = store.changes_since(alice, inbox_a, mark).unwrap();
+    assert_eq!(ch.expunged, vec![5, 6]);
+    assert!(ch.changed.is_empty());
+
+    // Copy and move.
+    let trash = store.mailbox_by_name(alice, "Trash").unwrap().id;
+    let c = store.copy(alice, inbox_a, trash, &[1, 2, 99]).unwrap();
+    assert_eq!(c.pairs, vec![(1, 1), (2, 2)]);
+    let m = store.move_messages(alice, inbox_a, trash, &[3, 4]).unwrap();
+    assert_eq!(m.pairs, vec![(3, 3), (4, 4)]);
+    let trash_msgs = store.messages(alice, trash).unwrap();
+    assert_eq!(trash_msgs.len(), 4);
+    assert_eq!(trash_msgs[0].flags, flag::SEEN, "flags travel with copies");
+    assert_eq!(store.read_message(alice, trash, 3).unwrap(), msg(3));
+    assert!(store.messages(alice, inbox_a).unwrap().iter().all(|m| m.uid != 3 && m.uid != 4));
+
+    // Rename with children keeps ids; delete.
+    let a = store.create_mailbox(alice, "Projects/2026/Q1", 0).unwrap();
+    let parent = store.mailbox_by_name(alice, "Projects").unwrap().id;
+    store.rename_mailbox(alice, "Projects", "Archive/Old").unwrap();
+    assert_eq!(store.mailbox_by_name(alice, "Archive/Old/2026/Q1").unwrap().id, a);
+    assert_eq!(store.mailbox_by_name(alice, "Archive/Old").unwrap().id, parent);
+    assert!(store.mailbox_by_name(alice, "Archive").is_ok(), "missing parent created");
+    assert!(matches!(store.rename_mailbox(alice, "Archive", "Archive/Old/x"), Err(CommitError::NotAllowed(_))));
+    assert!(matches!(store.delete_mailbox(alice, "INBOX"), Err(CommitError::NotAllowed(_))));
+    store.delete_mailbox(alice, "Trash").unwrap();
+    assert!(store.mailbox_by_name(alice, "Trash").is_err());
+    assert_eq!(store.usage(alice).unwrap().messages, 6);
+    store.subscribe(alice, "Sent", true).unwrap();
+    assert_eq!(store.subscriptions(alice).unwrap(), vec!["Sent".to_string()]);
+
+    // Everything survives a restart (with and without the snapshot).
+    let state = postlog_engine::store::state_of(&store);
+    store.close().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert!(store.recovery_report().snapshot_used);
+    assert_eq!(postlog_engine::store::state_of(&store), state);
+    store.close().unwrap();
+    std::fs::remove_file(dir.path().join("index.snap")).unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert!(!store.recovery_report().snapshot_used);
+    assert_eq!(postlog_engine::store::state_of(&store), state);
+    assert_eq!(store.read_message(alice, inbox_a, 7).unwrap(), msg(7));
+}
+
+#[test]
+fn second_open_of_the_same_directory_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(dir.path(), Options::default()).unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(e @ OpenError::Locked { .. }) => assert!(e.to_string().contains("already in use")),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("second open succeeded"),
+    }
+}
+
+#[test]
+fn concurrent_writers_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let acc = store.create_account("a@example.test", &[]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut uids = Vec::new();
+                for i in 0..50 {
+                    let r = store.append(&msg(t * 1000 + i), &[target(acc, inbox)]).unwrap();
+                    uids.push(r[0].uid);
+                }
+                uids
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=400).collect::<Vec<_>>(), "every UID given once");
+    let stats = store.stats();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(batches < 400, "group commit batched {batches} syncs for 400 appends");
+}
+
+#[test]
+fn watch_sees_durable_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let acc = store.create_account("a@example.test", &[]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    let mut rx = store.watch(acc);
+    let first = *rx.borrow_and_update();
+    let s2 = store.clone();
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s2.append(&msg(1), &[target(acc, inbox)]).unwrap();
+    });
+    let rt = tokio_rt();
+    rt.block_on(async { rx.changed().await.unwrap() });
+    assert!(*rx.borrow() > first);
+    h.join().unwrap();
+}
+
+fn tokio_rt() -> SimpleRt {
+    SimpleRt
+}
+
+/// A minimal executor for one future (the engine depends on tokio's sync types only).
+struct SimpleRt;
+impl SimpleRt {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        use std::sync::Arc;
+        use std::task::{Context, Poll, Wake, Waker};
+        struct ThreadWaker(std::thread::Thread);
+        impl Wake for ThreadWaker {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park_timeout(std::time::Duration::from_millis(50));
+        }
+    }
+}
