@@ -129,10 +129,6 @@ impl<'a> Take<'a> {
     }
 
     pub(crate) fn finish(self, what: &'static str) -> Result<(), Truncated> {
-        if self.pos == self.bytes.len() {
-            Ok(())
-        } else {
-            Err(self.err(what))
-        }
+        if self.pos == self.bytes.len() { Ok(()) } else { Err(self.err(what)) }
     }
 }

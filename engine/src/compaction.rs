@@ -60,7 +60,9 @@ pub fn run(store: &Store, min_dead_ratio: f64) -> Result<CompactionReport, Commi
                 let st = store.state();
                 st.blobs
                     .iter()
-                    .filter(|(_, b)| b.refs > 0 && (b.data.segment == segment || b.meta.is_some_and(|m| m.segment == segment)))
+                    .filter(|(_, b)| {
+                        b.refs > 0 && (b.data.segment == segment || b.meta.is_some_and(|m| m.segment == segment))
+                    })
                     .map(|(id, b)| (*id, b.clone()))
                     .collect()
             };
@@ -69,14 +71,13 @@ pub fn run(store: &Store, min_dead_ratio: f64) -> Result<CompactionReport, Commi
                     Ok(d) => d,
                     Err(e) => return Err(CommitError::Io(format!("compaction cannot read blob {id}: {e}"))),
                 };
-                let meta = match b.meta {
-                    Some(loc) => Some(
-                        store
-                            .raw_data(loc, META_PREFIX_LEN)
-                            .map_err(|e| CommitError::Io(format!("compaction cannot read metadata of blob {id}: {e}")))?,
-                    ),
-                    None => None,
-                };
+                let meta =
+                    match b.meta {
+                        Some(loc) => Some(store.raw_data(loc, META_PREFIX_LEN).map_err(|e| {
+                            CommitError::Io(format!("compaction cannot read metadata of blob {id}: {e}"))
+                        })?),
+                        None => None,
+                    };
                 let codec = Codec::from_u8(b.codec).unwrap_or(Codec::None);
                 report.bytes_moved += data.len() as u64;
                 report.blobs_moved += 1;

@@ -6,11 +6,20 @@ use std::io;
 #[derive(Debug)]
 pub enum OpenError {
     /// Another process holds the data directory.
-    Locked { dir: String },
-    Io { what: String, source: io::Error },
+    Locked {
+        dir: String,
+    },
+    Io {
+        what: String,
+        source: io::Error,
+    },
     /// The log is damaged somewhere other than a torn final batch. `postlog check` and
     /// `postlog repair` say more; nothing has been changed on disk.
-    Corrupt { segment: u64, offset: u64, reason: String },
+    Corrupt {
+        segment: u64,
+        offset: u64,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for OpenError {
@@ -79,7 +88,9 @@ impl std::fmt::Display for CommitError {
             CommitError::UidsExhausted => write!(f, "the mailbox has used up its UIDs"),
             CommitError::DiskFull => write!(f, "the disk is full; nothing was written"),
             CommitError::Io(e) => write!(f, "write failed, nothing was written: {e}"),
-            CommitError::Stopped(e) => write!(f, "the store stopped accepting writes after a failed sync ({e}); restart it"),
+            CommitError::Stopped(e) => {
+                write!(f, "the store stopped accepting writes after a failed sync ({e}); restart it")
+            }
             CommitError::Closed => write!(f, "the store is closing"),
         }
     }
@@ -94,7 +105,11 @@ pub enum ReadError {
     NoSuchMailbox,
     NoSuchMessage(u32),
     /// The stored bytes fail their checksum or do not decode.
-    Corrupt { segment: u64, offset: u64, reason: String },
+    Corrupt {
+        segment: u64,
+        offset: u64,
+        reason: String,
+    },
     Io(io::Error),
 }
 

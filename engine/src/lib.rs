@@ -17,8 +17,8 @@
 //! Deliberately not here: quotas policy (the store reports usage; callers decide), message
 //! parsing beyond what is cached, network IO, authentication.
 
-mod codec;
 pub mod backend;
+mod codec;
 pub mod compaction;
 pub mod error;
 pub mod format;
@@ -34,4 +34,6 @@ pub use codec::Truncated;
 pub use error::{CommitError, OpenError, ReadError};
 pub use record::FlagOp;
 pub use state::{AccountId, MailboxId, MessageEntry, Uid, flag, special_use};
-pub use store::{AppendTarget, Appended, Changes, CopyOutcome, MailboxInfo, Options, PreparedMessage, StoreOutcome, Store, Usage};
+pub use store::{
+    AppendTarget, Appended, Changes, CopyOutcome, MailboxInfo, Options, PreparedMessage, Store, StoreOutcome, Usage,
+};

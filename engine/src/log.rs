@@ -52,7 +52,10 @@ pub fn scan(file: &dyn BackendFile, start: u64) -> io::Result<(Vec<Scanned>, Sca
             if off < len {
                 let rest = file.view(off, (len - off) as usize)?;
                 if rest.iter().any(|&b| b != 0) {
-                    return Ok((out, ScanEnd::Bad { offset: off, reason: "partial record header at end of file".into() }));
+                    return Ok((
+                        out,
+                        ScanEnd::Bad { offset: off, reason: "partial record header at end of file".into() },
+                    ));
                 }
             }
             return Ok((out, ScanEnd::Clean { offset: off }));
@@ -180,10 +183,8 @@ impl Writer {
         let tmp = format!("{}.tmp", segment_file_name(id));
         let _ = backend.remove(&tmp);
         let file = backend.create(&tmp)?;
-        let created_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let created_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let header = SegmentHeader { segment_id: id, base_lsn, created_unix };
         file.write_all_at(&header.encode(), 0)?;
         file.sync_data()?;

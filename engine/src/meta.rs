@@ -155,8 +155,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
 
 use mail_parser::{
-    ContentType, Encoding as TransferEncoding, Header, HeaderName, HeaderValue, Message,
-    MessageParser, PartType,
+    ContentType, Encoding as TransferEncoding, Header, HeaderName, HeaderValue, Message, MessageParser, PartType,
 };
 
 /// Version of the binary encoding, written as its first byte.
@@ -319,10 +318,7 @@ pub enum PartKind {
     /// A `message/rfc822` or `message/global` part: the encapsulated message's envelope and
     /// its root part, whose `header_start` is this part's `body_start` and whose `body_end`
     /// is this part's `body_end`.
-    Message {
-        envelope: Box<Envelope>,
-        body: Box<BodyPart>,
-    },
+    Message { envelope: Box<Envelope>, body: Box<BodyPart> },
 }
 
 impl BodyPart {
@@ -372,10 +368,7 @@ impl MessageMeta {
     /// case-insensitively), in message order. Only meaningful for names for which
     /// [`is_cached_field`] is true.
     pub fn cached_field<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.cached_fields
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, line)| line.as_slice())
+        self.cached_fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, line)| line.as_slice())
     }
 }
 
@@ -448,10 +441,7 @@ fn fallback(raw: &[u8]) -> MessageMeta {
         envelope: Envelope::default(),
         references: Vec::new(),
         cached_fields: Vec::new(),
-        body: BodyPart {
-            lines: count_lines(body),
-            ..leaf_part("text", "plain", default_params(), 0, 0, len)
-        },
+        body: BodyPart { lines: count_lines(body), ..leaf_part("text", "plain", default_params(), 0, 0, len) },
     }
 }
 
@@ -490,11 +480,7 @@ fn build(raw: &[u8], message: &Message<'_>) -> Option<MessageMeta> {
     let root = message.parts.first()?;
     let len = u32::try_from(raw.len()).ok()?;
     let walker = Walker { raw };
-    let bounds = Bounds {
-        lo: 0,
-        hi: len,
-        to_end: true,
-    };
+    let bounds = Bounds { lo: 0, hi: len, to_end: true };
     let mut body = walker.part(message, 0, 1, bounds, false)?;
     body.header_start = 0;
 
@@ -503,19 +489,12 @@ fn build(raw: &[u8], message: &Message<'_>) -> Option<MessageMeta> {
         HeaderValue::DateTime(dt) if dt.is_valid() => Some(dt.to_timestamp()),
         _ => None,
     });
-    let references = first(headers, "References")
-        .map(|h| text_list(&h.value))
-        .unwrap_or_default();
+    let references = first(headers, "References").map(|h| text_list(&h.value)).unwrap_or_default();
     let cached_fields = headers
         .iter()
         .filter_map(|h| {
-            let name = CACHED_FIELDS
-                .iter()
-                .find(|f| f.eq_ignore_ascii_case(h.name.as_str()))?;
-            Some((
-                (*name).to_owned(),
-                walker.bytes(h.offset_field, h.offset_end).to_vec(),
-            ))
+            let name = CACHED_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(h.name.as_str()))?;
+            Some(((*name).to_owned(), walker.bytes(h.offset_field, h.offset_end).to_vec()))
         })
         .collect();
 
@@ -556,11 +535,7 @@ impl<'r> Walker<'r> {
 
     fn envelope(&self, headers: &[Header<'_>]) -> Envelope {
         let text = |name: &str| first(headers, name).map(|h| self.value(h));
-        let addrs = |name: &str| {
-            first(headers, name)
-                .map(|h| addresses(&h.value))
-                .unwrap_or_default()
-        };
+        let addrs = |name: &str| first(headers, name).map(|h| addresses(&h.value)).unwrap_or_default();
         Envelope {
             date: text("Date"),
             subject: text("Subject"),
@@ -587,27 +562,15 @@ impl<'r> Walker<'r> {
         let part = message.parts.get(index)?;
         let header_start = part.offset_header.clamp(bounds.lo, bounds.hi);
         let body_start = part.offset_body.clamp(header_start, bounds.hi);
-        let body_end = if bounds.to_end {
-            bounds.hi
-        } else {
-            part.offset_end.clamp(body_start, bounds.hi)
-        };
+        let body_end = if bounds.to_end { bounds.hi } else { part.offset_end.clamp(body_start, bounds.hi) };
         let headers = &part.headers;
         let ct = last(headers, "Content-Type").and_then(|h| h.value.as_content_type());
         let can_nest = depth < MAX_PART_DEPTH;
-        let inner = Bounds {
-            lo: body_start,
-            hi: body_end,
-            to_end: false,
-        };
+        let inner = Bounds { lo: body_start, hi: body_end, to_end: false };
 
         let kind = match &part.body {
-            PartType::Multipart(ids)
-                if can_nest && ct.is_some_and(|c| is(c.ctype(), "multipart")) =>
-            {
-                let digest = ct
-                    .and_then(|c| c.subtype())
-                    .is_some_and(|s| is(s, "digest"));
+            PartType::Multipart(ids) if can_nest && ct.is_some_and(|c| is(c.ctype(), "multipart")) => {
+                let digest = ct.and_then(|c| c.subtype()).is_some_and(|s| is(s, "digest"));
                 PartKind::Multipart(
                     ids.iter()
                         .filter_map(|&id| {
@@ -618,21 +581,12 @@ impl<'r> Walker<'r> {
                 )
             }
             PartType::Message(nested) if can_nest && part.encoding == TransferEncoding::None => {
-                let to_end = Bounds {
-                    to_end: true,
-                    ..inner
-                };
-                match (
-                    nested.parts.first(),
-                    self.part(nested, 0, depth + 1, to_end, false),
-                ) {
+                let to_end = Bounds { to_end: true, ..inner };
+                match (nested.parts.first(), self.part(nested, 0, depth + 1, to_end, false)) {
                     (Some(root), Some(mut body)) => {
                         // The encapsulated message starts where this part's body does.
                         body.header_start = body_start;
-                        PartKind::Message {
-                            envelope: Box::new(self.envelope(&root.headers)),
-                            body: Box::new(body),
-                        }
+                        PartKind::Message { envelope: Box::new(self.envelope(&root.headers)), body: Box::new(body) }
                     }
                     _ => PartKind::Single,
                 }
@@ -658,9 +612,7 @@ impl<'r> Walker<'r> {
             disposition: last(headers, "Content-Disposition")
                 .and_then(|h| h.value.as_content_type())
                 .map(|d| (d.ctype().to_ascii_lowercase(), attributes(d))),
-            language: last(headers, "Content-Language")
-                .map(|h| text_list(&h.value))
-                .unwrap_or_default(),
+            language: last(headers, "Content-Language").map(|h| text_list(&h.value)).unwrap_or_default(),
             location: text("Content-Location"),
             header_start,
             body_start,
@@ -699,11 +651,9 @@ fn media_type(
                 Some(s) if is(c.ctype(), "message") && (is(s, "rfc822") || is(s, "global")) => {
                     owned("application", "octet-stream", params)
                 }
-                Some(s) if !c.ctype().is_empty() && !s.is_empty() => (
-                    c.ctype().to_ascii_lowercase(),
-                    s.to_ascii_lowercase(),
-                    params,
-                ),
+                Some(s) if !c.ctype().is_empty() && !s.is_empty() => {
+                    (c.ctype().to_ascii_lowercase(), s.to_ascii_lowercase(), params)
+                }
                 _ => owned("text", "plain", default_params()),
             },
         },
@@ -715,11 +665,7 @@ fn is(a: &str, b: &str) -> bool {
 }
 
 fn attributes(ct: &ContentType<'_>) -> Vec<(String, String)> {
-    ct.attributes()
-        .unwrap_or_default()
-        .iter()
-        .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
-        .collect()
+    ct.attributes().unwrap_or_default().iter().map(|a| (a.name.to_ascii_lowercase(), a.value.to_string())).collect()
 }
 
 fn first<'a, 'x>(headers: &'a [Header<'x>], name: &str) -> Option<&'a Header<'x>> {
@@ -748,11 +694,7 @@ fn addresses(value: &HeaderValue<'_>) -> Vec<Address> {
             for group in groups {
                 match &group.name {
                     Some(name) => {
-                        out.push(Address {
-                            name: None,
-                            mailbox: Some(name.to_string()),
-                            host: None,
-                        });
+                        out.push(Address { name: None, mailbox: Some(name.to_string()), host: None });
                         out.extend(group.addresses.iter().filter_map(mailbox));
                         out.push(Address::default());
                     }
@@ -766,16 +708,8 @@ fn addresses(value: &HeaderValue<'_>) -> Vec<Address> {
 }
 
 fn mailbox(addr: &mail_parser::Addr<'_>) -> Option<Address> {
-    let name = addr
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
-    let address = addr
-        .address
-        .as_deref()
-        .map(str::trim)
-        .filter(|a| !a.is_empty());
+    let name = addr.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let address = addr.address.as_deref().map(str::trim).filter(|a| !a.is_empty());
     if name.is_none() && address.is_none() {
         return None;
     }
@@ -783,11 +717,7 @@ fn mailbox(addr: &mail_parser::Addr<'_>) -> Option<Address> {
         Some(a) => a.rsplit_once('@').unwrap_or((a, "")),
         None => ("", ""),
     };
-    Some(Address {
-        name: name.map(str::to_owned),
-        mailbox: Some(local.to_owned()),
-        host: Some(host.to_owned()),
-    })
+    Some(Address { name: name.map(str::to_owned), mailbox: Some(local.to_owned()), host: Some(host.to_owned()) })
 }
 
 /// RFC 5322 unfolding (a CRLF or LF followed by a space or tab is removed), then trimming
@@ -888,19 +818,9 @@ impl MessageMeta {
             ));
         }
         if r.remaining() != 0 {
-            return Err(MetaDecodeError::new(
-                r.pos,
-                ErrorKind::Trailing(r.remaining()),
-            ));
+            return Err(MetaDecodeError::new(r.pos, ErrorKind::Trailing(r.remaining())));
         }
-        Ok(MessageMeta {
-            header_len,
-            sent_date,
-            envelope,
-            references,
-            cached_fields,
-            body,
-        })
+        Ok(MessageMeta { header_len, sent_date, envelope, references, cached_fields, body })
     }
 }
 
@@ -1032,20 +952,13 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], MetaDecodeError> {
-        let slice = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.buf.get(self.pos..end));
+        let slice = self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end));
         match slice {
             Some(s) => {
                 self.pos += n;
                 Ok(s)
             }
-            None => Err(self.err(ErrorKind::Truncated {
-                what,
-                needed: n,
-                remaining: self.remaining(),
-            })),
+            None => Err(self.err(ErrorKind::Truncated { what, needed: n, remaining: self.remaining() })),
         }
     }
 
@@ -1086,10 +999,7 @@ impl<'a> Reader<'a> {
         let b = self.bytes(what)?;
         match std::str::from_utf8(b) {
             Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(MetaDecodeError::new(
-                at + 4 + e.valid_up_to(),
-                ErrorKind::Utf8(what),
-            )),
+            Err(e) => Err(MetaDecodeError::new(at + 4 + e.valid_up_to(), ErrorKind::Utf8(what))),
         }
     }
 
@@ -1111,14 +1021,7 @@ impl<'a> Reader<'a> {
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         let remaining = self.remaining();
         if count.saturating_mul(min_size) > remaining {
-            return Err(MetaDecodeError::new(
-                at,
-                ErrorKind::Count {
-                    what,
-                    count,
-                    remaining,
-                },
-            ));
+            return Err(MetaDecodeError::new(at, ErrorKind::Count { what, count, remaining }));
         }
         let mut items = Vec::with_capacity(count.min(64));
         for _ in 0..count {
@@ -1128,12 +1031,7 @@ impl<'a> Reader<'a> {
     }
 
     fn params(&mut self, what: &'static str) -> Result<Vec<(String, String)>, MetaDecodeError> {
-        self.vec(what, MIN_PARAM, |r| {
-            Ok((
-                r.string("a parameter name")?,
-                r.string("a parameter value")?,
-            ))
-        })
+        self.vec(what, MIN_PARAM, |r| Ok((r.string("a parameter name")?, r.string("a parameter value")?)))
     }
 
     fn addresses(&mut self, what: &'static str) -> Result<Vec<Address>, MetaDecodeError> {
@@ -1175,14 +1073,9 @@ impl<'a> Reader<'a> {
         let md5 = self.opt_string("a part's Content-MD5")?;
         let disposition = match self.tag("a part's Content-Disposition")? {
             false => None,
-            true => Some((
-                self.string("a part's disposition type")?,
-                self.params("a part's disposition parameters")?,
-            )),
+            true => Some((self.string("a part's disposition type")?, self.params("a part's disposition parameters")?)),
         };
-        let language = self.vec("a part's languages", MIN_STR, |r| {
-            r.string("a part's language")
-        })?;
+        let language = self.vec("a part's languages", MIN_STR, |r| r.string("a part's language"))?;
         let location = self.opt_string("a part's Content-Location")?;
         let header_start = self.u32("a part's header offset")?;
         let body_start = self.u32("a part's body offset")?;
@@ -1194,8 +1087,7 @@ impl<'a> Reader<'a> {
                 ErrorKind::Offsets("header_start <= body_start <= body_end does not hold"),
             ));
         }
-        let within =
-            |child: &BodyPart| child.header_start >= body_start && child.body_end <= body_end;
+        let within = |child: &BodyPart| child.header_start >= body_start && child.body_end <= body_end;
         let tag_at = self.pos;
         let kind = match self.u8("a part's kind")? {
             KIND_SINGLE => PartKind::Single,
@@ -1224,19 +1116,10 @@ impl<'a> Reader<'a> {
                         ErrorKind::Offsets("an encapsulated message lies outside its part's body"),
                     ));
                 }
-                PartKind::Message {
-                    envelope,
-                    body: Box::new(body),
-                }
+                PartKind::Message { envelope, body: Box::new(body) }
             }
             tag => {
-                return Err(MetaDecodeError::new(
-                    tag_at,
-                    ErrorKind::Tag {
-                        what: "a part's kind",
-                        tag,
-                    },
-                ));
+                return Err(MetaDecodeError::new(tag_at, ErrorKind::Tag { what: "a part's kind", tag }));
             }
         };
         Ok(BodyPart {
@@ -1269,21 +1152,10 @@ pub struct MetaDecodeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ErrorKind {
     Version(u8),
-    Truncated {
-        what: &'static str,
-        needed: usize,
-        remaining: usize,
-    },
-    Tag {
-        what: &'static str,
-        tag: u8,
-    },
+    Truncated { what: &'static str, needed: usize, remaining: usize },
+    Tag { what: &'static str, tag: u8 },
     Utf8(&'static str),
-    Count {
-        what: &'static str,
-        count: usize,
-        remaining: usize,
-    },
+    Count { what: &'static str, count: usize, remaining: usize },
     Depth,
     Offsets(&'static str),
     Trailing(usize),
@@ -1309,28 +1181,16 @@ impl fmt::Display for MetaDecodeError {
                 "message metadata has format version {v} at byte offset {at}, \
                  but only version {META_FORMAT_VERSION} is supported"
             ),
-            ErrorKind::Truncated {
-                what,
-                needed,
-                remaining,
-            } => write!(
+            ErrorKind::Truncated { what, needed, remaining } => write!(
                 f,
                 "message metadata is truncated: {what} at byte offset {at} needs {needed} bytes, \
                  but only {remaining} remain"
             ),
-            ErrorKind::Tag { what, tag } => write!(
-                f,
-                "message metadata has an invalid tag byte {tag} for {what} at byte offset {at}"
-            ),
-            ErrorKind::Utf8(what) => write!(
-                f,
-                "message metadata has invalid UTF-8 in {what} at byte offset {at}"
-            ),
-            ErrorKind::Count {
-                what,
-                count,
-                remaining,
-            } => write!(
+            ErrorKind::Tag { what, tag } => {
+                write!(f, "message metadata has an invalid tag byte {tag} for {what} at byte offset {at}")
+            }
+            ErrorKind::Utf8(what) => write!(f, "message metadata has invalid UTF-8 in {what} at byte offset {at}"),
+            ErrorKind::Count { what, count, remaining } => write!(
                 f,
                 "message metadata claims {count} entries for {what} at byte offset {at}, \
                  more than the {remaining} remaining bytes can hold"
@@ -1340,14 +1200,12 @@ impl fmt::Display for MetaDecodeError {
                 "message metadata nests body parts deeper than {MAX_PART_DEPTH} levels \
                  at byte offset {at}"
             ),
-            ErrorKind::Offsets(detail) => write!(
-                f,
-                "message metadata has inconsistent part offsets at byte offset {at}: {detail}"
-            ),
-            ErrorKind::Trailing(n) => write!(
-                f,
-                "message metadata has {n} unexpected trailing bytes at byte offset {at}"
-            ),
+            ErrorKind::Offsets(detail) => {
+                write!(f, "message metadata has inconsistent part offsets at byte offset {at}: {detail}")
+            }
+            ErrorKind::Trailing(n) => {
+                write!(f, "message metadata has {n} unexpected trailing bytes at byte offset {at}")
+            }
         }
     }
 }
@@ -1393,10 +1251,7 @@ mod tests {
         assert_eq!(encoded[0], META_FORMAT_VERSION);
         assert_eq!(MessageMeta::decode(&encoded).as_ref(), Ok(&meta));
         for cut in 0..encoded.len() {
-            assert!(
-                MessageMeta::decode(&encoded[..cut]).is_err(),
-                "cut at {cut}"
-            );
+            assert!(MessageMeta::decode(&encoded[..cut]).is_err(), "cut at {cut}");
         }
         meta
     }
@@ -1433,16 +1288,10 @@ mod tests {
     fn assert_between_boundaries(raw: &[u8], child: &BodyPart, boundary: &str) {
         let before = &raw[..child.header_start as usize];
         let delimiter = format!("--{boundary}");
-        let before = before
-            .strip_suffix(b"\r\n")
-            .or_else(|| before.strip_suffix(b"\n"))
-            .unwrap();
+        let before = before.strip_suffix(b"\r\n").or_else(|| before.strip_suffix(b"\n")).unwrap();
         assert!(before.ends_with(delimiter.as_bytes()), "{child:?}");
         let after = &raw[child.body_end as usize..];
-        let after = after
-            .strip_prefix(b"\r\n")
-            .or_else(|| after.strip_prefix(b"\n"))
-            .unwrap();
+        let after = after.strip_prefix(b"\r\n").or_else(|| after.strip_prefix(b"\n")).unwrap();
         assert!(after.starts_with(delimiter.as_bytes()), "{child:?}");
     }
 
@@ -1451,17 +1300,11 @@ mod tests {
     }
 
     fn mailbox(name: Option<&str>, mailbox: &str, host: &str) -> Address {
-        Address {
-            name: name.map(str::to_owned),
-            mailbox: Some(mailbox.to_owned()),
-            host: Some(host.to_owned()),
-        }
+        Address { name: name.map(str::to_owned), mailbox: Some(mailbox.to_owned()), host: Some(host.to_owned()) }
     }
 
     fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+        list.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
     }
 
     fn s(v: &str) -> Option<String> {
@@ -1494,51 +1337,22 @@ mod tests {
         assert_eq!(env.subject, s("Hello  world"));
         assert_eq!(env.message_id, s("<m1@example.org>"));
         assert_eq!(env.in_reply_to, s("<m0@example.org>"));
-        assert_eq!(
-            env.from,
-            [mailbox(Some("Alice Example"), "alice", "example.org")]
-        );
-        assert_eq!(
-            env.to,
-            [
-                mailbox(None, "bob", "example.net"),
-                mailbox(Some("Carol C."), "carol", "example.net")
-            ]
-        );
+        assert_eq!(env.from, [mailbox(Some("Alice Example"), "alice", "example.org")]);
+        assert_eq!(env.to, [mailbox(None, "bob", "example.net"), mailbox(Some("Carol C."), "carol", "example.net")]);
         assert!(env.sender.is_empty() && env.reply_to.is_empty());
         assert!(env.cc.is_empty() && env.bcc.is_empty());
 
         let names: Vec<&str> = meta.cached_fields.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "From",
-                "To",
-                "Subject",
-                "Date",
-                "Message-ID",
-                "In-Reply-To",
-                "References"
-            ]
-        );
-        assert_eq!(
-            meta.cached_field("subject").collect::<Vec<_>>(),
-            [b"Subject: Hello\n  world\n".as_slice()]
-        );
+        assert_eq!(names, ["From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References"]);
+        assert_eq!(meta.cached_field("subject").collect::<Vec<_>>(), [b"Subject: Hello\n  world\n".as_slice()]);
         assert_eq!(meta.cached_field("X-Other").count(), 0);
         assert!(is_cached_field("message-id") && !is_cached_field("X-Other"));
 
         let body = &meta.body;
-        assert_eq!(
-            (body.content_type.as_str(), body.subtype.as_str()),
-            ("text", "plain")
-        );
+        assert_eq!((body.content_type.as_str(), body.subtype.as_str()), ("text", "plain"));
         assert_eq!(body.params, params(&[("charset", "us-ascii")]));
         assert_eq!(body.kind, PartKind::Single);
-        assert_eq!(
-            &raw[body.body_start as usize..body.body_end as usize],
-            b"Hi Bob,\nsecond line\n"
-        );
+        assert_eq!(&raw[body.body_start as usize..body.body_end as usize], b"Hi Bob,\nsecond line\n");
         assert_eq!(body.size(), 20);
         assert_eq!(body.lines, 2);
         assert_eq!(meta.section(&[1]), Some(body));
@@ -1586,43 +1400,24 @@ mod tests {
         let raw = NESTED.as_bytes();
         let meta = parse_well_formed(raw);
         let root = &meta.body;
-        assert_eq!(
-            (root.content_type.as_str(), root.subtype.as_str()),
-            ("multipart", "alternative")
-        );
+        assert_eq!((root.content_type.as_str(), root.subtype.as_str()), ("multipart", "alternative"));
         assert_eq!(root.params, params(&[("boundary", "outer")]));
-        let PartKind::Multipart(children) = &root.kind else {
-            panic!("{root:?}")
-        };
+        let PartKind::Multipart(children) = &root.kind else { panic!("{root:?}") };
         assert_eq!(children.len(), 2);
 
         let plain = &children[0];
-        assert_eq!(
-            (plain.content_type.as_str(), plain.subtype.as_str()),
-            ("text", "plain")
-        );
+        assert_eq!((plain.content_type.as_str(), plain.subtype.as_str()), ("text", "plain"));
         assert_eq!(plain.params, params(&[("charset", "utf-8")]));
-        assert_eq!(
-            &raw[plain.body_start as usize..plain.body_end as usize],
-            b"plain text"
-        );
+        assert_eq!(&raw[plain.body_start as usize..plain.body_end as usize], b"plain text");
         assert_eq!(plain.lines, 1);
 
         let mixed = &children[1];
-        assert_eq!(
-            (mixed.content_type.as_str(), mixed.subtype.as_str()),
-            ("multipart", "mixed")
-        );
-        let PartKind::Multipart(inner) = &mixed.kind else {
-            panic!("{mixed:?}")
-        };
+        assert_eq!((mixed.content_type.as_str(), mixed.subtype.as_str()), ("multipart", "mixed"));
+        let PartKind::Multipart(inner) = &mixed.kind else { panic!("{mixed:?}") };
         assert_eq!(inner.len(), 2);
 
         let html = &inner[0];
-        assert_eq!(
-            (html.content_type.as_str(), html.subtype.as_str()),
-            ("text", "html")
-        );
+        assert_eq!((html.content_type.as_str(), html.subtype.as_str()), ("text", "html"));
         assert_eq!(html.params, params(&[("charset", "iso-8859-1")]));
         assert_eq!(html.encoding, s("quoted-printable"));
         assert_eq!(html.id, s("<html@x>"));
@@ -1630,32 +1425,17 @@ mod tests {
         assert_eq!(html.language, ["en", "de"]);
         assert_eq!(html.location, s("http://x.example/y"));
         assert_eq!(html.disposition, None);
-        assert_eq!(
-            &raw[html.body_start as usize..html.body_end as usize],
-            b"<p>hi</p>"
-        );
+        assert_eq!(&raw[html.body_start as usize..html.body_end as usize], b"<p>hi</p>");
         assert!(raw[html.header_start as usize..].starts_with(b"Content-Type: text/html"));
 
         let pdf = &inner[1];
-        assert_eq!(
-            (pdf.content_type.as_str(), pdf.subtype.as_str()),
-            ("application", "pdf")
-        );
+        assert_eq!((pdf.content_type.as_str(), pdf.subtype.as_str()), ("application", "pdf"));
         assert_eq!(pdf.params, params(&[("name", "doc.pdf")]));
-        assert_eq!(
-            pdf.disposition,
-            Some((
-                "attachment".to_owned(),
-                params(&[("filename", "doc.pdf"), ("size", "3")])
-            ))
-        );
+        assert_eq!(pdf.disposition, Some(("attachment".to_owned(), params(&[("filename", "doc.pdf"), ("size", "3")]))));
         assert_eq!(pdf.encoding, s("base64"));
         assert_eq!(pdf.md5, s("Q2hlY2sgSW50ZWdyaXR5IQ=="));
         assert_eq!(pdf.lines, 0);
-        assert_eq!(
-            &raw[pdf.body_start as usize..pdf.body_end as usize],
-            b"AAAA"
-        );
+        assert_eq!(&raw[pdf.body_start as usize..pdf.body_end as usize], b"AAAA");
         // The multipart/mixed ends before the line break preceding the outer delimiter.
         assert_eq!(&raw[mixed.body_end as usize..][..9], b"\n--outer-");
 
@@ -1702,34 +1482,21 @@ mod tests {
         let raw = RFC822.as_bytes();
         let meta = parse_well_formed(raw);
         assert_eq!(meta.envelope.subject, s("fwd"));
-        let PartKind::Multipart(children) = &meta.body.kind else {
-            panic!("{:?}", meta.body)
-        };
+        let PartKind::Multipart(children) = &meta.body.kind else { panic!("{:?}", meta.body) };
         let note = &children[0];
         // An empty MIME header: just the blank line.
         assert_eq!(note.header_start + 1, note.body_start);
         assert_eq!(note.params, params(&[("charset", "us-ascii")]));
-        assert_eq!(
-            &raw[note.body_start as usize..note.body_end as usize],
-            b"see attached"
-        );
+        assert_eq!(&raw[note.body_start as usize..note.body_end as usize], b"see attached");
 
         let msg = &children[1];
-        assert_eq!(
-            (msg.content_type.as_str(), msg.subtype.as_str()),
-            ("message", "rfc822")
-        );
+        assert_eq!((msg.content_type.as_str(), msg.subtype.as_str()), ("message", "rfc822"));
         assert_eq!(msg.disposition, Some(("inline".to_owned(), Vec::new())));
-        let PartKind::Message { envelope, body } = &msg.kind else {
-            panic!("{msg:?}")
-        };
+        let PartKind::Message { envelope, body } = &msg.kind else { panic!("{msg:?}") };
         assert_eq!(envelope.subject, s("the original"));
         assert_eq!(envelope.date, s("Mon, 2 Jun 2003 01:02:03 -0000"));
         assert_eq!(envelope.message_id, s("<orig@example.net>"));
-        assert_eq!(
-            envelope.from,
-            [mailbox(Some("Inner Person"), "inner", "example.net")]
-        );
+        assert_eq!(envelope.from, [mailbox(Some("Inner Person"), "inner", "example.net")]);
         assert_eq!(envelope.sender, [mailbox(None, "secretary", "example.net")]);
         assert_eq!(envelope.reply_to, [mailbox(None, "list", "example.net")]);
 
@@ -1739,16 +1506,10 @@ mod tests {
         let text = &raw[msg.body_start as usize..msg.body_end as usize];
         assert!(text.starts_with(b"From: Inner Person") && text.ends_with(b"--b2--\n"));
         assert_eq!(msg.lines, count_lines(text));
-        assert_eq!(
-            (body.content_type.as_str(), body.subtype.as_str()),
-            ("multipart", "alternative")
-        );
+        assert_eq!((body.content_type.as_str(), body.subtype.as_str()), ("multipart", "alternative"));
 
         let inner_plain = meta.section(&[2, 1]).unwrap();
-        assert_eq!(
-            &raw[inner_plain.body_start as usize..inner_plain.body_end as usize],
-            b"inner plain"
-        );
+        assert_eq!(&raw[inner_plain.body_start as usize..inner_plain.body_end as usize], b"inner plain");
         let inner_html = meta.section(&[2, 2]).unwrap();
         assert_eq!(inner_html.subtype, "html");
         assert_eq!(meta.section(&[2, 3]), None);
@@ -1758,16 +1519,11 @@ mod tests {
     fn single_part_encapsulated_message_is_its_own_part_one() {
         let raw = b"Content-Type: message/rfc822\n\nSubject: inner\n\nhello\n";
         let meta = parse_well_formed(raw);
-        let PartKind::Message { envelope, body } = &meta.body.kind else {
-            panic!("{:?}", meta.body)
-        };
+        let PartKind::Message { envelope, body } = &meta.body.kind else { panic!("{:?}", meta.body) };
         assert_eq!(envelope.subject, s("inner"));
         assert_eq!(meta.section(&[1]), Some(&meta.body));
         assert_eq!(meta.section(&[1, 1]), Some(&**body));
-        assert_eq!(
-            &raw[body.body_start as usize..body.body_end as usize],
-            b"hello\n"
-        );
+        assert_eq!(&raw[body.body_start as usize..body.body_end as usize], b"hello\n");
     }
 
     #[test]
@@ -1779,11 +1535,7 @@ mod tests {
             \n\
             body\n";
         let meta = parse_well_formed(raw);
-        let start = |name: &str| Address {
-            name: None,
-            mailbox: s(name),
-            host: None,
-        };
+        let start = |name: &str| Address { name: None, mailbox: s(name), host: None };
         assert_eq!(
             meta.envelope.to,
             [
@@ -1794,10 +1546,7 @@ mod tests {
                 mailbox(Some("Mary"), "mary", "x.test"),
             ]
         );
-        assert_eq!(
-            meta.envelope.cc,
-            [start("undisclosed-recipients"), Address::default()]
-        );
+        assert_eq!(meta.envelope.cc, [start("undisclosed-recipients"), Address::default()]);
         // A bare word is taken as a display name; the host stays Some("") so it cannot be
         // mistaken for a group marker.
         assert_eq!(meta.envelope.bcc, [mailbox(Some("root"), "", "")]);
@@ -1810,14 +1559,8 @@ mod tests {
             \n\
             x\n";
         let meta = parse_checked(raw.as_bytes());
-        assert_eq!(
-            meta.envelope.subject,
-            s("=?utf-8?q?caf=C3=A9?= =?utf-8?b?w6k=?=")
-        );
-        assert_eq!(
-            meta.envelope.from,
-            [mailbox(Some("André"), "andre", "example.org")]
-        );
+        assert_eq!(meta.envelope.subject, s("=?utf-8?q?caf=C3=A9?= =?utf-8?b?w6k=?="));
+        assert_eq!(meta.envelope.from, [mailbox(Some("André"), "andre", "example.org")]);
     }
 
     #[test]
@@ -1825,10 +1568,7 @@ mod tests {
         let raw = b"Subject: caf\xe9\nFrom: Jos\xe9 <j@example.org>\n\nbody \xff\n";
         let meta = parse_checked(raw);
         assert_eq!(meta.envelope.subject, s("caf\u{fffd}"));
-        assert_eq!(
-            meta.cached_field("Subject").next(),
-            Some(&b"Subject: caf\xe9\n"[..])
-        );
+        assert_eq!(meta.cached_field("Subject").next(), Some(&b"Subject: caf\xe9\n"[..]));
         assert_eq!(meta.envelope.from.len(), 1);
     }
 
@@ -1841,10 +1581,7 @@ mod tests {
             assert_eq!(a.envelope, b.envelope);
             assert_eq!(a.references, b.references);
             assert_eq!(a.sent_date, b.sent_date);
-            let header_lines = lf.as_bytes()[..a.header_len as usize]
-                .iter()
-                .filter(|&&c| c == b'\n')
-                .count();
+            let header_lines = lf.as_bytes()[..a.header_len as usize].iter().filter(|&&c| c == b'\n').count();
             assert_eq!(b.header_len as usize, a.header_len as usize + header_lines);
             assert_eq!(a.cached_fields.len(), b.cached_fields.len());
             for ((na, la), (nb, lb)) in a.cached_fields.iter().zip(&b.cached_fields) {
@@ -1883,16 +1620,7 @@ mod tests {
                     same_shape(raw_a, x, raw_b, y);
                 }
             }
-            (
-                PartKind::Message {
-                    envelope: ea,
-                    body: ba,
-                },
-                PartKind::Message {
-                    envelope: eb,
-                    body: bb,
-                },
-            ) => {
+            (PartKind::Message { envelope: ea, body: ba }, PartKind::Message { envelope: eb, body: bb }) => {
                 assert_eq!(ea, eb);
                 same_shape(raw_a, ba, raw_b, bb);
             }
@@ -1905,14 +1633,8 @@ mod tests {
         let meta = parse_checked(b"");
         assert_eq!(meta.header_len, 0);
         assert_eq!(meta.envelope, Envelope::default());
-        assert_eq!(
-            (meta.body.content_type.as_str(), meta.body.subtype.as_str()),
-            ("text", "plain")
-        );
-        assert_eq!(
-            (meta.body.body_start, meta.body.body_end, meta.body.lines),
-            (0, 0, 0)
-        );
+        assert_eq!((meta.body.content_type.as_str(), meta.body.subtype.as_str()), ("text", "plain"));
+        assert_eq!((meta.body.body_start, meta.body.body_end, meta.body.lines), (0, 0, 0));
         assert_eq!(meta.section(&[1]), Some(&meta.body));
     }
 
@@ -1928,21 +1650,14 @@ mod tests {
             assert_eq!(meta.body.size(), 0);
             assert_eq!(meta.body.lines, 0);
             assert!(
-                meta.envelope
-                    .subject
-                    .as_deref()
-                    .unwrap()
-                    .ends_with("header")
+                meta.envelope.subject.as_deref().unwrap().ends_with("header")
                     || meta.envelope.subject == s("no line ending")
             );
         }
         let meta = parse_checked(b"Subject: x\n\n");
         assert_eq!(meta.header_len, 12);
         assert_eq!(meta.body.size(), 0);
-        assert_eq!(
-            meta.cached_field("Subject").next(),
-            Some(&b"Subject: x\n"[..])
-        );
+        assert_eq!(meta.cached_field("Subject").next(), Some(&b"Subject: x\n"[..]));
     }
 
     #[test]
@@ -1968,25 +1683,16 @@ mod tests {
         let meta = parse_checked(raw);
         assert_eq!(meta.references, ["a@x", "b@x", "c@x"]);
         assert_eq!(meta.envelope.subject, s("first"));
-        assert_eq!(
-            meta.cached_field("X-PRIORITY").collect::<Vec<_>>(),
-            [&b"X-Priority: 1\n"[..], b"x-priority: 2\n"]
-        );
+        assert_eq!(meta.cached_field("X-PRIORITY").collect::<Vec<_>>(), [&b"X-Priority: 1\n"[..], b"x-priority: 2\n"]);
         assert_eq!(meta.cached_field("subject").count(), 2);
-        assert_eq!(
-            meta.cached_fields[0].1,
-            b"References: <a@x> <b@x>\n\t<c@x>\n"
-        );
+        assert_eq!(meta.cached_fields[0].1, b"References: <a@x> <b@x>\n\t<c@x>\n");
     }
 
     #[test]
     fn malformed_mime_degrades() {
         // multipart without a boundary parameter: a text/plain leaf.
         let meta = parse_checked(b"Content-Type: multipart/mixed\n\nbody\n");
-        assert_eq!(
-            (meta.body.content_type.as_str(), meta.body.subtype.as_str()),
-            ("text", "plain")
-        );
+        assert_eq!((meta.body.content_type.as_str(), meta.body.subtype.as_str()), ("text", "plain"));
         assert_eq!(meta.body.kind, PartKind::Single);
         // boundary never found: a text/plain leaf too.
         let meta = parse_checked(b"Content-Type: multipart/mixed; boundary=zz\n\nno parts\n");
@@ -1996,12 +1702,8 @@ mod tests {
         let meta = parse_checked(b"Content-Type: multipart/mixed; boundary=zz\n\n--zz--\n");
         assert_eq!(meta.body.kind, PartKind::Multipart(Vec::new()));
         // last boundary missing: the parts found are kept.
-        let meta = parse_checked(
-            b"Content-Type: multipart/mixed; boundary=zz\n\n--zz\n\none\n--zz\n\ntwo\n",
-        );
-        let PartKind::Multipart(children) = &meta.body.kind else {
-            panic!("{:?}", meta.body)
-        };
+        let meta = parse_checked(b"Content-Type: multipart/mixed; boundary=zz\n\n--zz\n\none\n--zz\n\ntwo\n");
+        let PartKind::Multipart(children) = &meta.body.kind else { panic!("{:?}", meta.body) };
         assert_eq!(children.len(), 2);
         // an encoded message/rfc822 cannot be indexed in place: application/octet-stream.
         let meta = parse_checked(
@@ -2009,10 +1711,7 @@ mod tests {
               U3ViamVjdDogaGkKCmJvZHkK\n",
         );
         assert_eq!(meta.body.kind, PartKind::Single);
-        assert_eq!(
-            (meta.body.content_type.as_str(), meta.body.subtype.as_str()),
-            ("application", "octet-stream")
-        );
+        assert_eq!((meta.body.content_type.as_str(), meta.body.subtype.as_str()), ("application", "octet-stream"));
         assert_eq!(meta.body.params, params(&[("x", "y")]));
         // a Content-Type without subtype is invalid: text/plain.
         let meta = parse_checked(b"Content-Type: image\n\nx");
@@ -2041,19 +1740,12 @@ mod tests {
             --zz\n\nSubject: b\n\nbody b\n\
             --zz--\n";
         let meta = parse_well_formed(raw);
-        let PartKind::Multipart(children) = &meta.body.kind else {
-            panic!("{:?}", meta.body)
-        };
+        let PartKind::Multipart(children) = &meta.body.kind else { panic!("{:?}", meta.body) };
         assert_eq!(children.len(), 2);
         for (child, subject) in children.iter().zip(["a", "b"]) {
-            assert_eq!(
-                (child.content_type.as_str(), child.subtype.as_str()),
-                ("message", "rfc822")
-            );
+            assert_eq!((child.content_type.as_str(), child.subtype.as_str()), ("message", "rfc822"));
             assert!(child.params.is_empty());
-            let PartKind::Message { envelope, .. } = &child.kind else {
-                panic!("{child:?}")
-            };
+            let PartKind::Message { envelope, .. } = &child.kind else { panic!("{child:?}") };
             assert_eq!(envelope.subject, s(subject));
         }
     }
@@ -2072,16 +1764,11 @@ mod tests {
             depth += 1;
         }
         assert_eq!(depth, MAX_PART_DEPTH);
-        assert_eq!(
-            (part.content_type.as_str(), part.subtype.as_str()),
-            ("application", "octet-stream")
-        );
+        assert_eq!((part.content_type.as_str(), part.subtype.as_str()), ("application", "octet-stream"));
 
         let mut deep = String::new();
         for i in 0..2_000 {
-            deep.push_str(&format!(
-                "Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"
-            ));
+            deep.push_str(&format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"));
         }
         deep.push_str("\nleaf\n");
         let meta = parse_checked(deep.as_bytes());
@@ -2100,9 +1787,7 @@ mod tests {
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"\r\n\n :;-=\"<>@abcContent-Type: multipart/mixed; boundary=\n--\xff\x00\t";
         for len in 0..300 {
-            let raw: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.below(alphabet.len())])
-                .collect();
+            let raw: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
             parse_checked(&raw);
         }
         // Mutations of a real multipart message.
@@ -2180,10 +1865,7 @@ mod tests {
         assert_eq!(e.offset(), encoded.len());
         assert_eq!(
             e.to_string(),
-            format!(
-                "message metadata has 3 unexpected trailing bytes at byte offset {}",
-                encoded.len()
-            )
+            format!("message metadata has 3 unexpected trailing bytes at byte offset {}", encoded.len())
         );
 
         // sent_date tag at offset 5.
@@ -2191,10 +1873,7 @@ mod tests {
         bad[5] = 7;
         let e = MessageMeta::decode(&bad).unwrap_err();
         assert_eq!(e.offset(), 5);
-        assert!(
-            e.to_string()
-                .contains("invalid tag byte 7 for the sent date")
-        );
+        assert!(e.to_string().contains("invalid tag byte 7 for the sent date"));
 
         // A hostile count: the references vector claims u32::MAX entries.
         let mut hostile = vec![META_FORMAT_VERSION, 0, 0, 0, 0, 0];
@@ -2203,10 +1882,7 @@ mod tests {
         hostile.extend_from_slice(&u32::MAX.to_le_bytes());
         let e = MessageMeta::decode(&hostile).unwrap_err();
         assert_eq!(e.offset(), at);
-        assert!(
-            e.to_string()
-                .contains("claims 4294967295 entries for references")
-        );
+        assert!(e.to_string().contains("claims 4294967295 entries for references"));
 
         // A hostile string length.
         let mut hostile = vec![META_FORMAT_VERSION, 0, 0, 0, 0, 0, 1];
@@ -2216,21 +1892,7 @@ mod tests {
         assert!(e.to_string().contains("needs 4294967295 bytes"));
 
         // Invalid UTF-8 in the envelope date.
-        let mut bad = vec![
-            META_FORMAT_VERSION,
-            0,
-            0,
-            0,
-            0,
-            0,
-            1,
-            2,
-            0,
-            0,
-            0,
-            b'a',
-            0xff,
-        ];
+        let mut bad = vec![META_FORMAT_VERSION, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, b'a', 0xff];
         bad.extend_from_slice(&[0; 40]);
         let e = MessageMeta::decode(&bad).unwrap_err();
         assert_eq!(e.offset(), 12);
@@ -2248,25 +1910,15 @@ mod tests {
     #[test]
     fn decode_rejects_inconsistent_offsets_and_depth() {
         let mut meta = parse(NESTED.as_bytes());
-        let PartKind::Multipart(children) = &mut meta.body.kind else {
-            panic!()
-        };
+        let PartKind::Multipart(children) = &mut meta.body.kind else { panic!() };
         children[0].body_end = meta.body.body_end + 1;
         let e = MessageMeta::decode(&meta.encode()).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("a child part lies outside its parent's body"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("a child part lies outside its parent's body"), "{e}");
 
         let mut meta = parse(SIMPLE.as_bytes());
         meta.body.body_start = meta.body.body_end + 1;
         let e = MessageMeta::decode(&meta.encode()).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("header_start <= body_start <= body_end"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("header_start <= body_start <= body_end"), "{e}");
 
         let mut meta = parse(SIMPLE.as_bytes());
         meta.header_len += 1;

@@ -102,17 +102,47 @@ pub struct Checkpoint {
 /// and are located by offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    AccountCreate { account: u32, name: String },
-    AccountDelete { account: u32 },
-    MailboxCreate { account: u32, mailbox: u32, name: String, uidvalidity: u32, special_use: u8, modseq: u64 },
-    MailboxRename { account: u32, modseq: u64, renames: Vec<(u32, String)> },
-    MailboxDelete { account: u32, mailbox: u32, modseq: u64 },
-    Subscribe { account: u32, name: String, subscribed: bool },
+    AccountCreate {
+        account: u32,
+        name: String,
+    },
+    AccountDelete {
+        account: u32,
+    },
+    MailboxCreate {
+        account: u32,
+        mailbox: u32,
+        name: String,
+        uidvalidity: u32,
+        special_use: u8,
+        modseq: u64,
+    },
+    MailboxRename {
+        account: u32,
+        modseq: u64,
+        renames: Vec<(u32, String)>,
+    },
+    MailboxDelete {
+        account: u32,
+        mailbox: u32,
+        modseq: u64,
+    },
+    Subscribe {
+        account: u32,
+        name: String,
+        subscribed: bool,
+    },
     /// A message body. `data` (not held here) follows the fixed prefix, encoded per the
     /// frame's codec.
-    Blob { blob: u64, hash: [u8; 32], raw_len: u64 },
+    Blob {
+        blob: u64,
+        hash: [u8; 32],
+        raw_len: u64,
+    },
     /// Parsed metadata of a blob; the encoded [`crate::meta::MessageMeta`] follows.
-    Meta { blob: u64 },
+    Meta {
+        blob: u64,
+    },
     MessageAppend {
         account: u32,
         mailbox: u32,
@@ -124,22 +154,58 @@ pub enum Record {
         internal_date: i64,
         save_date: i64,
     },
-    Flags { account: u32, mailbox: u32, modseq: u64, op: FlagOp, flags: u8, keywords: Vec<String>, uids: UidRanges },
-    Expunge { account: u32, mailbox: u32, modseq: u64, uids: UidRanges },
+    Flags {
+        account: u32,
+        mailbox: u32,
+        modseq: u64,
+        op: FlagOp,
+        flags: u8,
+        keywords: Vec<String>,
+        uids: UidRanges,
+    },
+    Expunge {
+        account: u32,
+        mailbox: u32,
+        modseq: u64,
+        uids: UidRanges,
+    },
     /// Copies the messages `uids` of `from` into `to`, giving them consecutive UIDs from
     /// `first_uid` in ascending source order, flags and internal dates kept.
-    Copy { account: u32, from: u32, to: u32, modseq: u64, save_date: i64, first_uid: u32, uids: UidRanges },
-    SpecialUse { account: u32, mailbox: u32, special_use: u8, modseq: u64 },
+    Copy {
+        account: u32,
+        from: u32,
+        to: u32,
+        modseq: u64,
+        save_date: i64,
+        first_uid: u32,
+        uids: UidRanges,
+    },
+    SpecialUse {
+        account: u32,
+        mailbox: u32,
+        special_use: u8,
+        modseq: u64,
+    },
     /// The whole logical state at this point; replay resets to it.
     Checkpoint(Checkpoint),
     /// A segment has been compacted away; every blob it held lives in a later segment.
-    SegmentDrop { segment: u64 },
+    SegmentDrop {
+        segment: u64,
+    },
     /// Closes a transaction: the `count` records from `first_lsn` (this record excluded)
     /// become visible together. `batch_seq` numbers group-commit batches; `batch_end` marks
     /// the last commit of a batch.
-    Commit { first_lsn: u64, count: u32, batch_seq: u64, batch_end: bool },
+    Commit {
+        first_lsn: u64,
+        count: u32,
+        batch_seq: u64,
+        batch_end: bool,
+    },
     /// Last record of a sealed segment.
-    Seal { records: u64, last_lsn: u64 },
+    Seal {
+        records: u64,
+        last_lsn: u64,
+    },
 }
 
 /// Fixed prefix of a BLOB payload before its data.
@@ -229,7 +295,17 @@ impl Record {
                 out.put_u64(*raw_len);
             }
             Record::Meta { blob } => out.put_u64(*blob),
-            Record::MessageAppend { account, mailbox, uid, modseq, blob, flags, keywords, internal_date, save_date } => {
+            Record::MessageAppend {
+                account,
+                mailbox,
+                uid,
+                modseq,
+                blob,
+                flags,
+                keywords,
+                internal_date,
+                save_date,
+            } => {
                 out.put_u32(*account);
                 out.put_u32(*mailbox);
                 out.put_u32(*uid);
@@ -310,9 +386,11 @@ impl Record {
                 }
                 Record::MailboxRename { account, modseq, renames }
             }
-            kind::MAILBOX_DELETE => {
-                Record::MailboxDelete { account: t.u32("account")?, mailbox: t.u32("mailbox")?, modseq: t.u64("modseq")? }
-            }
+            kind::MAILBOX_DELETE => Record::MailboxDelete {
+                account: t.u32("account")?,
+                mailbox: t.u32("mailbox")?,
+                modseq: t.u64("modseq")?,
+            },
             kind::SUBSCRIBE => Record::Subscribe {
                 account: t.u32("account")?,
                 name: t.string("name")?,
@@ -439,7 +517,14 @@ mod tests {
         vec![
             Record::AccountCreate { account: 1, name: "alice@example.test".into() },
             Record::AccountDelete { account: 1 },
-            Record::MailboxCreate { account: 1, mailbox: 2, name: "Lists/rust".into(), uidvalidity: 9, special_use: 4, modseq: 3 },
+            Record::MailboxCreate {
+                account: 1,
+                mailbox: 2,
+                name: "Lists/rust".into(),
+                uidvalidity: 9,
+                special_use: 4,
+                modseq: 3,
+            },
             Record::MailboxRename { account: 1, modseq: 4, renames: vec![(2, "A".into()), (3, "A/B".into())] },
             Record::MailboxDelete { account: 1, mailbox: 2, modseq: 5 },
             Record::Subscribe { account: 1, name: "X".into(), subscribed: true },
@@ -454,7 +539,15 @@ mod tests {
                 internal_date: -7,
                 save_date: 8,
             },
-            Record::Flags { account: 1, mailbox: 2, modseq: 3, op: FlagOp::Remove, flags: 1, keywords: vec![], uids: vec![(1, 3), (7, 7)] },
+            Record::Flags {
+                account: 1,
+                mailbox: 2,
+                modseq: 3,
+                op: FlagOp::Remove,
+                flags: 1,
+                keywords: vec![],
+                uids: vec![(1, 3), (7, 7)],
+            },
             Record::Expunge { account: 1, mailbox: 2, modseq: 3, uids: vec![(4, 9)] },
             Record::Copy { account: 1, from: 2, to: 3, modseq: 4, save_date: 5, first_uid: 6, uids: vec![(1, 2)] },
             Record::SpecialUse { account: 1, mailbox: 2, special_use: 1, modseq: 9 },

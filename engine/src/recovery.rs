@@ -79,7 +79,8 @@ pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, Open
                 start = Some(pos);
                 report.snapshot_used = true;
             } else {
-                report.snapshot_problem = Some(format!("snapshot points at segment {} which is missing or short", pos.segment));
+                report.snapshot_problem =
+                    Some(format!("snapshot points at segment {} which is missing or short", pos.segment));
             }
         }
         Err(e) => report.snapshot_problem = Some(e),
@@ -129,7 +130,11 @@ pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, Open
             reason: format!("bad segment header: {e:?}"),
         })?;
         if header.segment_id != id {
-            return Err(OpenError::Corrupt { segment: id, offset: 0, reason: format!("header names segment {}", header.segment_id) });
+            return Err(OpenError::Corrupt {
+                segment: id,
+                offset: 0,
+                reason: format!("header names segment {}", header.segment_id),
+            });
         }
         let resume = match start {
             Some(p) if p.segment == id => p.offset,
@@ -141,7 +146,10 @@ pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, Open
                     return Err(OpenError::Corrupt {
                         segment: id,
                         offset: 0,
-                        reason: format!("segment starts at LSN {} but the log continues at {next_lsn}", header.base_lsn),
+                        reason: format!(
+                            "segment starts at LSN {} but the log continues at {next_lsn}",
+                            header.base_lsn
+                        ),
                     });
                 }
                 if !contiguous && prev_id.is_none() && start.is_none() {

@@ -88,7 +88,10 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     }
     let crc = crate::format::le_u32(&header[12..16]);
     let len = usize::try_from(crate::format::le_u64(&header[16..24])).map_err(|_| SnapshotError::Short)?;
-    let body = SNAPSHOT_HEADER_LEN.checked_add(len).and_then(|end| bytes.get(SNAPSHOT_HEADER_LEN..end)).ok_or(SnapshotError::Short)?;
+    let body = SNAPSHOT_HEADER_LEN
+        .checked_add(len)
+        .and_then(|end| bytes.get(SNAPSHOT_HEADER_LEN..end))
+        .ok_or(SnapshotError::Short)?;
     if crate::format::crc32c(body) != crc {
         return Err(SnapshotError::BadCrc);
     }

@@ -21,8 +21,13 @@ pub mod flag {
     pub const DELETED: u8 = 8;
     pub const DRAFT: u8 = 16;
     pub const ALL: u8 = SEEN | ANSWERED | FLAGGED | DELETED | DRAFT;
-    pub const NAMES: [(u8, &str); 5] =
-        [(SEEN, "\\Seen"), (ANSWERED, "\\Answered"), (FLAGGED, "\\Flagged"), (DELETED, "\\Deleted"), (DRAFT, "\\Draft")];
+    pub const NAMES: [(u8, &str); 5] = [
+        (SEEN, "\\Seen"),
+        (ANSWERED, "\\Answered"),
+        (FLAGGED, "\\Flagged"),
+        (DELETED, "\\Deleted"),
+        (DRAFT, "\\Draft"),
+    ];
 }
 
 /// Special-use attributes (RFC 6154) as bits of [`Mailbox::special_use`].
@@ -150,7 +155,9 @@ impl Mailbox {
     pub fn new_keyword_count(&self, names: &[String]) -> usize {
         let mut seen: Vec<&str> = Vec::new();
         for n in names {
-            if !self.keywords.iter().any(|k| k.eq_ignore_ascii_case(n)) && !seen.iter().any(|s| s.eq_ignore_ascii_case(n)) {
+            if !self.keywords.iter().any(|k| k.eq_ignore_ascii_case(n))
+                && !seen.iter().any(|s| s.eq_ignore_ascii_case(n))
+            {
                 seen.push(n);
             }
         }
@@ -372,7 +379,14 @@ impl State {
                         }
                         self.blobs.insert(
                             *blob,
-                            BlobEntry { hash: *hash, raw_len: *raw_len, codec: d.codec, data: d.loc, meta: None, refs: 0 },
+                            BlobEntry {
+                                hash: *hash,
+                                raw_len: *raw_len,
+                                codec: d.codec,
+                                data: d.loc,
+                                meta: None,
+                                refs: 0,
+                            },
                         );
                         self.blob_by_hash.insert(*hash, *blob);
                         self.next_blob = self.next_blob.max(blob + 1);
@@ -386,7 +400,17 @@ impl State {
                     None => return bad(format!("meta for unknown blob {blob}")),
                 }
             }
-            Record::MessageAppend { account, mailbox, uid, modseq, blob, flags, keywords, internal_date, save_date } => {
+            Record::MessageAppend {
+                account,
+                mailbox,
+                uid,
+                modseq,
+                blob,
+                flags,
+                keywords,
+                internal_date,
+                save_date,
+            } => {
                 let size = match self.blobs.get(blob) {
                     Some(b) => b.raw_len,
                     None => return bad(format!("message refers to blob {blob}, which is not in the log")),
@@ -530,7 +554,13 @@ impl State {
                     let Some(kw) = dst.keyword_bits_adding(&kws) else {
                         return bad(format!("too many keywords in mailbox {to}"));
                     };
-                    dst.messages.push(MessageEntry { uid: next, modseq: *modseq, keywords: kw, save_date: *save_date, ..m });
+                    dst.messages.push(MessageEntry {
+                        uid: next,
+                        modseq: *modseq,
+                        keywords: kw,
+                        save_date: *save_date,
+                        ..m
+                    });
                     if m.flags & flag::SEEN == 0 {
                         dst.unseen += 1;
                     }
@@ -615,7 +645,9 @@ impl State {
             }
         }
         if let Some((a, mb, uid, blob)) = missing {
-            return bad(format!("message UID {uid} of mailbox {mb}, account {a} refers to blob {blob}, which is not in the log"));
+            return bad(format!(
+                "message UID {uid} of mailbox {mb}, account {a} refers to blob {blob}, which is not in the log"
+            ));
         }
         Ok(())
     }

@@ -28,9 +28,7 @@ use crate::meta::MessageMeta;
 use crate::record::{BLOB_PREFIX_LEN, FlagOp, META_PREFIX_LEN, Record, kind, ranges_iter, to_ranges};
 use crate::recovery::{RecoveryReport, recover};
 use crate::snapshot::{self, Position, SNAPSHOT_FILE};
-use crate::state::{
-    AccountId, BlobEntry, BlobId, DataLoc, Loc, Mailbox, MailboxId, MessageEntry, State, Uid, flag,
-};
+use crate::state::{AccountId, BlobEntry, BlobId, DataLoc, Loc, Mailbox, MailboxId, MessageEntry, State, Uid, flag};
 
 /// Tunables of a store.
 #[derive(Debug, Clone)]
@@ -170,20 +168,75 @@ pub struct Stats {
 }
 
 enum Op {
-    CreateAccount { name: String, mailboxes: Vec<(String, u8)> },
-    DeleteAccount { account: AccountId },
-    CreateMailbox { account: AccountId, name: String, special_use: u8 },
-    RenameMailbox { account: AccountId, from: String, to: String },
-    DeleteMailbox { account: AccountId, name: String },
-    Subscribe { account: AccountId, name: String, on: bool },
-    SetSpecialUse { account: AccountId, name: String, special_use: u8 },
-    Append { message: Arc<PreparedMessage>, targets: Vec<AppendTarget>, save_date: i64 },
-    Store { account: AccountId, mailbox: MailboxId, uids: Vec<Uid>, op: FlagOp, flags: u8, keywords: Vec<String>, unchanged_since: Option<u64> },
-    Expunge { account: AccountId, mailbox: MailboxId, uids: Option<Vec<Uid>> },
-    Copy { account: AccountId, from: MailboxId, to: MailboxId, uids: Vec<Uid>, is_move: bool, save_date: i64 },
+    CreateAccount {
+        name: String,
+        mailboxes: Vec<(String, u8)>,
+    },
+    DeleteAccount {
+        account: AccountId,
+    },
+    CreateMailbox {
+        account: AccountId,
+        name: String,
+        special_use: u8,
+    },
+    RenameMailbox {
+        account: AccountId,
+        from: String,
+        to: String,
+    },
+    DeleteMailbox {
+        account: AccountId,
+        name: String,
+    },
+    Subscribe {
+        account: AccountId,
+        name: String,
+        on: bool,
+    },
+    SetSpecialUse {
+        account: AccountId,
+        name: String,
+        special_use: u8,
+    },
+    Append {
+        message: Arc<PreparedMessage>,
+        targets: Vec<AppendTarget>,
+        save_date: i64,
+    },
+    Store {
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: Vec<Uid>,
+        op: FlagOp,
+        flags: u8,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    Expunge {
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: Option<Vec<Uid>>,
+    },
+    Copy {
+        account: AccountId,
+        from: MailboxId,
+        to: MailboxId,
+        uids: Vec<Uid>,
+        is_move: bool,
+        save_date: i64,
+    },
     Checkpoint,
-    Relocate { blob: BlobId, from_segment: u64, data: Vec<u8>, codec: Codec, meta: Option<Vec<u8>> },
-    DropSegment { segment: u64 },
+    Relocate {
+        blob: BlobId,
+        from_segment: u64,
+        data: Vec<u8>,
+        codec: Codec,
+        meta: Option<Vec<u8>>,
+    },
+    DropSegment {
+        segment: u64,
+    },
     Snapshot,
 }
 
@@ -302,7 +355,9 @@ impl Store {
         let backend = match FileBackend::open(dir) {
             Ok(Ok(b)) => b,
             Ok(Err(locked)) => return Err(OpenError::Locked { dir: locked.0.display().to_string() }),
-            Err(source) => return Err(OpenError::Io { what: format!("open the data directory {}", dir.display()), source }),
+            Err(source) => {
+                return Err(OpenError::Io { what: format!("open the data directory {}", dir.display()), source });
+            }
         };
         Self::open_backend(Arc::new(backend), options)
     }
@@ -460,7 +515,12 @@ impl Store {
     pub fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxInfo>, ReadError> {
         let st = self.read_state();
         let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
-        Ok(acc.by_name.values().filter_map(|id| acc.mailboxes.get(id)).map(|mb| info(mb, acc.subscriptions.contains(&mb.name))).collect())
+        Ok(acc
+            .by_name
+            .values()
+            .filter_map(|id| acc.mailboxes.get(id))
+            .map(|mb| info(mb, acc.subscriptions.contains(&mb.name)))
+            .collect())
     }
 
     pub fn subscriptions(&self, account: AccountId) -> Result<Vec<String>, ReadError> {
@@ -484,7 +544,12 @@ impl Store {
     }
 
     /// Runs `f` on a mailbox under the state's read lock (keep it short: writers wait).
-    pub fn with_mailbox<R>(&self, account: AccountId, mailbox: MailboxId, f: impl FnOnce(&Mailbox) -> R) -> Result<R, ReadError> {
+    pub fn with_mailbox<R>(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        f: impl FnOnce(&Mailbox) -> R,
+    ) -> Result<R, ReadError> {
         let st = self.read_state();
         let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
         let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
@@ -505,7 +570,11 @@ impl Store {
         self.append_prepared(Arc::new(message), targets)
     }
 
-    pub fn append_prepared(&self, message: Arc<PreparedMessage>, targets: &[AppendTarget]) -> Result<Vec<Appended>, CommitError> {
+    pub fn append_prepared(
+        &self,
+        message: Arc<PreparedMessage>,
+        targets: &[AppendTarget],
+    ) -> Result<Vec<Appended>, CommitError> {
         match self.submit(Op::Append { message, targets: targets.to_vec(), save_date: now_unix() })? {
             Outcome::Appended(v) => Ok(v),
             o => unreachable!("append answered {o:?}"),
@@ -525,7 +594,15 @@ impl Store {
         keywords: &[String],
         unchanged_since: Option<u64>,
     ) -> Result<StoreOutcome, CommitError> {
-        let op = Op::Store { account, mailbox, uids: uids.to_vec(), op, flags, keywords: keywords.to_vec(), unchanged_since };
+        let op = Op::Store {
+            account,
+            mailbox,
+            uids: uids.to_vec(),
+            op,
+            flags,
+            keywords: keywords.to_vec(),
+            unchanged_since,
+        };
         match self.submit(op)? {
             Outcome::Stored(s) => Ok(s),
             o => unreachable!("store answered {o:?}"),
@@ -534,23 +611,47 @@ impl Store {
 
     /// Expunges `uids`, or with `None` every message flagged \Deleted. Returns the UIDs
     /// expunged and the MODSEQ of the expunge.
-    pub fn expunge(&self, account: AccountId, mailbox: MailboxId, uids: Option<&[Uid]>) -> Result<(Vec<Uid>, u64), CommitError> {
+    pub fn expunge(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: Option<&[Uid]>,
+    ) -> Result<(Vec<Uid>, u64), CommitError> {
         match self.submit(Op::Expunge { account, mailbox, uids: uids.map(|u| u.to_vec()) })? {
             Outcome::Expunged(v, m) => Ok((v, m)),
             o => unreachable!("expunge answered {o:?}"),
         }
     }
 
-    pub fn copy(&self, account: AccountId, from: MailboxId, to: MailboxId, uids: &[Uid]) -> Result<CopyOutcome, CommitError> {
+    pub fn copy(
+        &self,
+        account: AccountId,
+        from: MailboxId,
+        to: MailboxId,
+        uids: &[Uid],
+    ) -> Result<CopyOutcome, CommitError> {
         self.copy_or_move(account, from, to, uids, false)
     }
 
     /// Copy and expunge in one atomic commit.
-    pub fn move_messages(&self, account: AccountId, from: MailboxId, to: MailboxId, uids: &[Uid]) -> Result<CopyOutcome, CommitError> {
+    pub fn move_messages(
+        &self,
+        account: AccountId,
+        from: MailboxId,
+        to: MailboxId,
+        uids: &[Uid],
+    ) -> Result<CopyOutcome, CommitError> {
         self.copy_or_move(account, from, to, uids, true)
     }
 
-    fn copy_or_move(&self, account: AccountId, from: MailboxId, to: MailboxId, uids: &[Uid], is_move: bool) -> Result<CopyOutcome, CommitError> {
+    fn copy_or_move(
+        &self,
+        account: AccountId,
+        from: MailboxId,
+        to: MailboxId,
+        uids: &[Uid],
+        is_move: bool,
+    ) -> Result<CopyOutcome, CommitError> {
         match self.submit(Op::Copy { account, from, to, uids: uids.to_vec(), is_move, save_date: now_unix() })? {
             Outcome::Copied(c) => Ok(c),
             o => unreachable!("copy answered {o:?}"),
@@ -577,12 +678,14 @@ impl Store {
         let header = file.view(rec_start, RECORD_HEADER_LEN).map_err(ReadError::Io)?;
         let mut hb = [0u8; RECORD_HEADER_LEN];
         hb.copy_from_slice(&header);
-        let corrupt = |reason: &str| ReadError::Corrupt { segment: loc.segment, offset: rec_start, reason: reason.into() };
+        let corrupt =
+            |reason: &str| ReadError::Corrupt { segment: loc.segment, offset: rec_start, reason: reason.into() };
         let frame = crate::format::FrameHeader::decode(&hb).map_err(|e| corrupt(&format!("{e:?} in record header")))?;
         if frame.payload_len as usize != prefix + loc.len as usize {
             return Err(corrupt("record length differs from the index"));
         }
-        let payload = file.view(rec_start + RECORD_HEADER_LEN as u64, frame.payload_len as usize).map_err(ReadError::Io)?;
+        let payload =
+            file.view(rec_start + RECORD_HEADER_LEN as u64, frame.payload_len as usize).map_err(ReadError::Io)?;
         if crate::format::crc32c(&payload) != frame.payload_crc {
             return Err(corrupt("payload checksum mismatch"));
         }
@@ -598,7 +701,11 @@ impl Store {
                 offset: blob.data.offset,
                 reason: format!("zstd data does not decompress: {e}"),
             }),
-            None => Err(ReadError::Corrupt { segment: blob.data.segment, offset: blob.data.offset, reason: "unknown codec".into() }),
+            None => Err(ReadError::Corrupt {
+                segment: blob.data.segment,
+                offset: blob.data.offset,
+                reason: "unknown codec".into(),
+            }),
         }
     }
 
@@ -615,7 +722,14 @@ impl Store {
     }
 
     /// Bytes `[start, end)` of a message (clamped to its size).
-    pub fn read_range(&self, account: AccountId, mailbox: MailboxId, uid: Uid, start: u64, end: u64) -> Result<Vec<u8>, ReadError> {
+    pub fn read_range(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uid: Uid,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, ReadError> {
         let blob = self.blob_of(account, mailbox, uid)?;
         let end = end.min(blob.raw_len);
         let start = start.min(end);
@@ -636,7 +750,11 @@ impl Store {
             reason: "message has no metadata record".into(),
         })?;
         let bytes = self.read_data(loc, META_PREFIX_LEN)?;
-        MessageMeta::decode(&bytes).map_err(|e| ReadError::Corrupt { segment: loc.segment, offset: loc.offset, reason: e.to_string() })
+        MessageMeta::decode(&bytes).map_err(|e| ReadError::Corrupt {
+            segment: loc.segment,
+            offset: loc.offset,
+            reason: e.to_string(),
+        })
     }
 
     /// Metadata of every message of a mailbox, in UID order.
@@ -651,8 +769,11 @@ impl Store {
         for (uid, loc) in locs {
             let loc = loc.ok_or(ReadError::NoSuchMessage(uid))?;
             let bytes = self.read_data(loc, META_PREFIX_LEN)?;
-            let meta = MessageMeta::decode(&bytes)
-                .map_err(|e| ReadError::Corrupt { segment: loc.segment, offset: loc.offset, reason: e.to_string() })?;
+            let meta = MessageMeta::decode(&bytes).map_err(|e| ReadError::Corrupt {
+                segment: loc.segment,
+                offset: loc.offset,
+                reason: e.to_string(),
+            })?;
             out.push((uid, meta));
         }
         Ok(out)
@@ -694,7 +815,14 @@ impl Store {
         self.submit(Op::Checkpoint).map(|_| ())
     }
 
-    pub(crate) fn relocate(&self, blob: BlobId, from_segment: u64, data: Vec<u8>, codec: Codec, meta: Option<Vec<u8>>) -> Result<(), CommitError> {
+    pub(crate) fn relocate(
+        &self,
+        blob: BlobId,
+        from_segment: u64,
+        data: Vec<u8>,
+        codec: Codec,
+        meta: Option<Vec<u8>>,
+    ) -> Result<(), CommitError> {
         self.submit(Op::Relocate { blob, from_segment, data, codec, meta }).map(|_| ())
     }
 
@@ -856,9 +984,8 @@ fn mailbox_of<'a>(st: &'a State, account: AccountId, mailbox: MailboxId) -> Resu
 fn check_keywords(keywords: &[String]) -> Result<(), CommitError> {
     // RFC 9051 flag-keyword = atom: no specials, no control characters, no backslash.
     for k in keywords {
-        let ok = !k.is_empty()
-            && k.len() <= 128
-            && k.bytes().all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\]".contains(&b));
+        let ok =
+            !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\]".contains(&b));
         if !ok {
             return Err(CommitError::NotAllowed(format!("invalid keyword {k:?}")));
         }
@@ -899,7 +1026,14 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 modseq += 1;
                 let uidvalidity = ov.next_uidvalidity(st);
                 records.push((
-                    Record::MailboxCreate { account: id, mailbox: i as u32 + 1, name: n, uidvalidity, special_use: s, modseq },
+                    Record::MailboxCreate {
+                        account: id,
+                        mailbox: i as u32 + 1,
+                        name: n,
+                        uidvalidity,
+                        special_use: s,
+                        modseq,
+                    },
                     None,
                 ));
             }
@@ -931,7 +1065,14 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 let su = if parent == name { *special_use } else { 0 };
                 let uidvalidity = ov.next_uidvalidity(st);
                 records.push((
-                    Record::MailboxCreate { account: *account, mailbox: id, name: parent.to_string(), uidvalidity, special_use: su, modseq },
+                    Record::MailboxCreate {
+                        account: *account,
+                        mailbox: id,
+                        name: parent.to_string(),
+                        uidvalidity,
+                        special_use: su,
+                        modseq,
+                    },
                     None,
                 ));
                 id += 1;
@@ -946,7 +1087,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             let from = canonical_mailbox_name(from)?;
             let to = canonical_mailbox_name(to)?;
             if from == "INBOX" {
-                return Err(CommitError::NotAllowed("INBOX cannot be renamed by the store; move its messages instead".into()));
+                return Err(CommitError::NotAllowed(
+                    "INBOX cannot be renamed by the store; move its messages instead".into(),
+                ));
             }
             let Some(&from_id) = acc.by_name.get(&from) else { return Err(CommitError::NoSuchMailbox(from)) };
             if to == from || to.starts_with(&format!("{from}/")) {
@@ -969,7 +1112,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             let mut records = Vec::new();
             let mut id = acc.next_mailbox;
             for parent in ancestors(&to) {
-                if acc.by_name.contains_key(parent) && !renames.iter().any(|(rid, _)| acc.mailboxes.get(rid).is_some_and(|m| m.name == parent)) {
+                if acc.by_name.contains_key(parent)
+                    && !renames.iter().any(|(rid, _)| acc.mailboxes.get(rid).is_some_and(|m| m.name == parent))
+                {
                     continue;
                 }
                 if acc.by_name.contains_key(parent) {
@@ -977,7 +1122,14 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 }
                 let uidvalidity = ov.next_uidvalidity(st);
                 records.push((
-                    Record::MailboxCreate { account: *account, mailbox: id, name: parent.to_string(), uidvalidity, special_use: 0, modseq },
+                    Record::MailboxCreate {
+                        account: *account,
+                        mailbox: id,
+                        name: parent.to_string(),
+                        uidvalidity,
+                        special_use: 0,
+                        modseq,
+                    },
                     None,
                 ));
                 id += 1;
@@ -1044,7 +1196,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 .blob_by_hash
                 .get(&message.hash)
                 .copied()
-                .filter(|id| st.blobs.get(id).is_some_and(|b| b.meta.is_some() && !st.dropped_segments.contains(&b.data.segment)))
+                .filter(|id| {
+                    st.blobs.get(id).is_some_and(|b| b.meta.is_some() && !st.dropped_segments.contains(&b.data.segment))
+                })
                 .or_else(|| ov.new_blobs.get(&message.hash).copied());
             let blob = match existing {
                 Some(id) => id,
@@ -1094,7 +1248,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
         Op::Store { account, mailbox, uids, op, flags, keywords, unchanged_since } => {
             let mb = mailbox_of(st, *account, *mailbox)?;
             check_keywords(keywords)?;
-            if *op != FlagOp::Remove && mb.keywords.len() + mb.new_keyword_count(keywords) > crate::state::MAX_KEYWORDS_PER_MAILBOX {
+            if *op != FlagOp::Remove
+                && mb.keywords.len() + mb.new_keyword_count(keywords) > crate::state::MAX_KEYWORDS_PER_MAILBOX
+            {
                 return Err(CommitError::TooManyKeywords);
             }
             if !ov.claim(&[Claim::Message(*account, *mailbox)]) {
@@ -1155,7 +1311,8 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 return Ok(Some(txn(Vec::new(), Outcome::Expunged(gone, 0))));
             }
             let modseq = ov.next_modseq(st, *account);
-            let rec = Record::Expunge { account: *account, mailbox: *mailbox, modseq, uids: to_ranges(gone.iter().copied()) };
+            let rec =
+                Record::Expunge { account: *account, mailbox: *mailbox, modseq, uids: to_ranges(gone.iter().copied()) };
             Ok(Some(txn(vec![(rec, None)], Outcome::Expunged(gone, modseq))))
         }
         Op::Copy { account, from, to, uids, is_move, save_date } => {
@@ -1187,13 +1344,24 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 return Ok(None);
             }
             if sorted.is_empty() {
-                return Ok(Some(txn(Vec::new(), Outcome::Copied(CopyOutcome { uidvalidity: dst.uidvalidity, pairs: vec![], modseq: 0 }))));
+                return Ok(Some(txn(
+                    Vec::new(),
+                    Outcome::Copied(CopyOutcome { uidvalidity: dst.uidvalidity, pairs: vec![], modseq: 0 }),
+                )));
             }
             let modseq = ov.next_modseq(st, *account);
             let first_uid = ov.alloc_uids(dst, *account, sorted.len() as u32)?;
             let ranges = to_ranges(sorted.iter().copied());
             let mut records = vec![(
-                Record::Copy { account: *account, from: *from, to: *to, modseq, save_date: *save_date, first_uid, uids: ranges.clone() },
+                Record::Copy {
+                    account: *account,
+                    from: *from,
+                    to: *to,
+                    modseq,
+                    save_date: *save_date,
+                    first_uid,
+                    uids: ranges.clone(),
+                },
                 None,
             )];
             if *is_move {
@@ -1218,7 +1386,10 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             if entry.data.segment != *from_segment && entry.meta.is_none_or(|m| m.segment != *from_segment) {
                 return Ok(Some(txn(Vec::new(), Outcome::Unit)));
             }
-            let mut records = vec![(Record::Blob { blob: *blob, hash: entry.hash, raw_len: entry.raw_len }, Some((*codec, data.clone())))];
+            let mut records = vec![(
+                Record::Blob { blob: *blob, hash: entry.hash, raw_len: entry.raw_len },
+                Some((*codec, data.clone())),
+            )];
             if let Some(m) = meta {
                 records.push((Record::Meta { blob: *blob }, Some((Codec::None, m.clone()))));
             }
@@ -1231,7 +1402,11 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             if *segment >= writer.segment || *segment >= st.checkpoint_segment {
                 return Err(CommitError::NotAllowed(format!("segment {segment} is not before the last checkpoint")));
             }
-            if st.blobs.values().any(|b| b.refs > 0 && (b.data.segment == *segment || b.meta.is_some_and(|m| m.segment == *segment))) {
+            if st
+                .blobs
+                .values()
+                .any(|b| b.refs > 0 && (b.data.segment == *segment || b.meta.is_some_and(|m| m.segment == *segment)))
+            {
                 return Err(CommitError::NotAllowed(format!("segment {segment} still holds live blobs")));
             }
             let mut t = txn(vec![(Record::SegmentDrop { segment: *segment }, None)], Outcome::Unit);
@@ -1244,7 +1419,15 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
 
 /// Encodes a transaction's records followed by its COMMIT. Returns, per record, where its
 /// data landed.
-fn encode_txn(buf: &mut Vec<u8>, base: u64, segment: u64, writer_lsn: &mut u64, t: &Txn, batch_seq: u64, batch_end: bool) -> Vec<Option<DataLoc>> {
+fn encode_txn(
+    buf: &mut Vec<u8>,
+    base: u64,
+    segment: u64,
+    writer_lsn: &mut u64,
+    t: &Txn,
+    batch_seq: u64,
+    batch_end: bool,
+) -> Vec<Option<DataLoc>> {
     let first_lsn = *writer_lsn;
     let mut locs = Vec::with_capacity(t.records.len());
     let mut payload = Vec::new();
@@ -1459,7 +1642,12 @@ fn write_snapshot(inner: &Inner, writer: &Writer) -> Result<Outcome, CommitError
     let bytes = {
         let st = inner.state.read().unwrap_or_else(|e| e.into_inner());
         let snap = snapshot::Snapshot {
-            position: Position { segment: writer.segment, offset: writer.end, next_lsn: writer.next_lsn, last_batch_seq: writer.batch_seq },
+            position: Position {
+                segment: writer.segment,
+                offset: writer.end,
+                next_lsn: writer.next_lsn,
+                last_batch_seq: writer.batch_seq,
+            },
             state: st.clone(),
         };
         snapshot::encode(&snap)

@@ -18,7 +18,9 @@ fn target(account: u32, mailbox: u32) -> AppendTarget {
 fn accounts_mailboxes_and_messages() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Options::default()).unwrap();
-    let alice = store.create_account("alice@example.test", &[("Sent", special_use::SENT), ("Trash", special_use::TRASH)]).unwrap();
+    let alice = store
+        .create_account("alice@example.test", &[("Sent", special_use::SENT), ("Trash", special_use::TRASH)])
+        .unwrap();
     let bob = store.create_account("bob@example.test", &[]).unwrap();
     assert!(matches!(store.create_account("alice@example.test", &[]), Err(CommitError::AccountExists(_))));
 
@@ -50,7 +52,8 @@ fn accounts_mailboxes_and_messages() {
 
     // Flags with MODSEQ and UNCHANGEDSINCE.
     let before = store.mailbox(alice, inbox_a).unwrap().highest_modseq;
-    let s = store.store_flags(alice, inbox_a, &[1, 2, 3], FlagOp::Add, flag::SEEN, &["$Forwarded".into()], None).unwrap();
+    let s =
+        store.store_flags(alice, inbox_a, &[1, 2, 3], FlagOp::Add, flag::SEEN, &["$Forwarded".into()], None).unwrap();
     assert_eq!(s.changed, vec![1, 2, 3]);
     assert!(s.modseq > before);
     let again = store.store_flags(alice, inbox_a, &[1, 2, 3], FlagOp::Add, flag::SEEN, &[], None).unwrap();
