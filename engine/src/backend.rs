@@ -76,6 +76,7 @@ impl Deref for View {
 pub struct FileBackend {
     dir: PathBuf,
     lock: Mutex<Option<File>>,
+    read_only: bool,
 }
 
 /// Another process holds the store.
@@ -93,7 +94,26 @@ impl FileBackend {
             Err(fs::TryLockError::WouldBlock) => return Ok(Err(LockedError(dir.to_path_buf()))),
             Err(fs::TryLockError::Error(e)) => return Err(e),
         }
-        Ok(Ok(FileBackend { dir: dir.to_path_buf(), lock: Mutex::new(Some(lock)) }))
+        Ok(Ok(FileBackend { dir: dir.to_path_buf(), lock: Mutex::new(Some(lock)), read_only: false }))
+    }
+}
+
+impl FileBackend {
+    /// Opens the data directory for reading only, without its lock, so operator tools can
+    /// inspect a store a running server holds. Every change fails. What a concurrent writer is
+    /// in the middle of writing may look like a torn tail.
+    pub fn open_read_only(dir: &Path) -> io::Result<FileBackend> {
+        if !dir.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is not a directory", dir.display())));
+        }
+        Ok(FileBackend { dir: dir.to_path_buf(), lock: Mutex::new(None), read_only: true })
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "store opened read-only"));
+        }
+        Ok(())
     }
 }
 
@@ -110,17 +130,20 @@ impl Backend for FileBackend {
         Ok(out)
     }
     fn open(&self, name: &str) -> io::Result<Arc<dyn BackendFile>> {
-        let f = OpenOptions::new().read(true).write(true).open(self.dir.join(name))?;
+        let f = OpenOptions::new().read(true).write(!self.read_only).open(self.dir.join(name))?;
         Ok(Arc::new(RealFile::new(f)))
     }
     fn create(&self, name: &str) -> io::Result<Arc<dyn BackendFile>> {
+        self.writable()?;
         let f = OpenOptions::new().read(true).write(true).create_new(true).open(self.dir.join(name))?;
         Ok(Arc::new(RealFile::new(f)))
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.writable()?;
         fs::rename(self.dir.join(from), self.dir.join(to))
     }
     fn remove(&self, name: &str) -> io::Result<()> {
+        self.writable()?;
         fs::remove_file(self.dir.join(name))
     }
     fn sync_dir(&self) -> io::Result<()> {

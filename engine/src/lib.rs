@@ -26,6 +26,7 @@ pub mod log;
 pub mod meta;
 pub mod record;
 pub mod recovery;
+pub mod salvage;
 pub mod snapshot;
 pub mod state;
 pub mod store;
