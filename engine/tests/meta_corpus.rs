@@ -4,9 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use postlog_engine::meta::{
-    BodyPart, CACHED_FIELDS, MAX_PART_DEPTH, MessageMeta, PartKind, is_cached_field, parse,
-};
+use postlog_engine::meta::{BodyPart, CACHED_FIELDS, MAX_PART_DEPTH, MessageMeta, PartKind, is_cached_field, parse};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus")
@@ -80,10 +78,7 @@ fn check_part(raw: &[u8], part: &BodyPart, lo: u32, hi: u32, depth: usize, stats
                 previous_end = child.body_end;
             }
         }
-        PartKind::Message {
-            body: inner,
-            envelope: _,
-        } => {
+        PartKind::Message { body: inner, envelope: _ } => {
             stats.messages += 1;
             assert_eq!(part.content_type, "message");
             assert_eq!(part.lines, count_lines(body));
@@ -104,10 +99,7 @@ fn check_cached_fields(raw: &[u8], meta: &MessageMeta) {
         assert!(is_cached_field(name));
         let colon = line.iter().position(|&b| b == b':').unwrap();
         let written = String::from_utf8_lossy(&line[..colon]);
-        assert!(
-            written.trim_end().eq_ignore_ascii_case(name),
-            "{written:?} {name}"
-        );
+        assert!(written.trim_end().eq_ignore_ascii_case(name), "{written:?} {name}");
         // The first occurrence after the previous field that starts a line of the header.
         let start = (from..=header.len().saturating_sub(line.len()))
             .find(|&at| header[at..].starts_with(line) && (at == 0 || header[at - 1] == b'\n'))
@@ -120,11 +112,7 @@ fn check_cached_fields(raw: &[u8], meta: &MessageMeta) {
 #[test]
 fn corpus_parses_with_consistent_offsets_and_round_trips() {
     let corpus = corpus();
-    assert_eq!(
-        corpus.len(),
-        300,
-        "the corpus has 250 ham and 50 spam messages"
-    );
+    assert_eq!(corpus.len(), 300, "the corpus has 250 ham and 50 spam messages");
     let mut stats = Stats::default();
     let mut with_sent_date = 0;
     let mut with_from = 0;
@@ -146,8 +134,7 @@ fn corpus_parses_with_consistent_offsets_and_round_trips() {
         with_from += usize::from(!meta.envelope.from.is_empty());
 
         let encoded = meta.encode();
-        let decoded =
-            MessageMeta::decode(&encoded).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let decoded = MessageMeta::decode(&encoded).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(decoded, meta, "{}", path.display());
     }
     // The corpus is real mail: make sure the interesting paths were taken.
@@ -171,32 +158,16 @@ fn corpus_crlf_versions_have_the_same_structure() {
         assert_eq!(a.envelope, b.envelope, "{}", path.display());
         assert_eq!(a.references, b.references, "{}", path.display());
         assert_eq!(a.sent_date, b.sent_date, "{}", path.display());
-        assert_eq!(
-            a.cached_fields.len(),
-            b.cached_fields.len(),
-            "{}",
-            path.display()
-        );
+        assert_eq!(a.cached_fields.len(), b.cached_fields.len(), "{}", path.display());
         same_shape(&a.body, &b.body, &path);
         let mut stats = Stats::default();
-        check_part(
-            &crlf,
-            &b.body,
-            0,
-            u32::try_from(crlf.len()).unwrap(),
-            1,
-            &mut stats,
-        );
+        check_part(&crlf, &b.body, 0, u32::try_from(crlf.len()).unwrap(), 1, &mut stats);
     }
 }
 
 fn same_shape(a: &BodyPart, b: &BodyPart, path: &Path) {
     let at = path.display();
-    assert_eq!(
-        (&a.content_type, &a.subtype, &a.params),
-        (&b.content_type, &b.subtype, &b.params),
-        "{at}"
-    );
+    assert_eq!((&a.content_type, &a.subtype, &a.params), (&b.content_type, &b.subtype, &b.params), "{at}");
     assert_eq!(a.disposition, b.disposition, "{at}");
     assert_eq!(a.encoding, b.encoding, "{at}");
     match (&a.kind, &b.kind) {
@@ -207,16 +178,7 @@ fn same_shape(a: &BodyPart, b: &BodyPart, path: &Path) {
                 same_shape(x, y, path);
             }
         }
-        (
-            PartKind::Message {
-                envelope: ea,
-                body: ba,
-            },
-            PartKind::Message {
-                envelope: eb,
-                body: bb,
-            },
-        ) => {
+        (PartKind::Message { envelope: ea, body: ba }, PartKind::Message { envelope: eb, body: bb }) => {
             assert_eq!(ea, eb, "{at}");
             same_shape(ba, bb, path);
         }
