@@ -32,6 +32,7 @@ pub trait Backend: Send + Sync + 'static {
     fn unlock(&self) {}
 }
 
+#[allow(clippy::len_without_is_empty)]
 pub trait BackendFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;

@@ -19,8 +19,8 @@ pub const RECORD_ALIGN: usize = 8;
 /// Largest payload a record may carry. A frame announcing more is corrupt, whatever its CRC.
 pub const MAX_PAYLOAD_LEN: u32 = 1 << 30;
 
-const _: () = assert!(SEGMENT_HEADER_LEN % RECORD_ALIGN == 0);
-const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
+const _: () = assert!(RECORD_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(RECORD_ALIGN.is_power_of_two());
 
 /// CRC-32C (Castagnoli), the checksum of every header and payload.

@@ -23,11 +23,20 @@ pub struct RecoveryReport {
     pub removed_files: Vec<String>,
 }
 
+/// The last segment as recovery left it.
+pub struct ActiveSegment {
+    pub id: u64,
+    pub file: Arc<dyn BackendFile>,
+    /// Where the next record goes.
+    pub end: u64,
+    pub sealed: bool,
+    pub records: u64,
+}
+
 pub struct Recovered {
     pub state: State,
     pub segments: Arc<Segments>,
-    /// Active segment (last one), its end, and the counters to continue with.
-    pub active: Option<(u64, Arc<dyn BackendFile>, u64, bool, u64)>,
+    pub active: Option<ActiveSegment>,
     pub next_lsn: u64,
     pub batch_seq: u64,
     pub report: RecoveryReport,
@@ -48,6 +57,16 @@ pub fn load_snapshot(backend: &dyn Backend) -> Result<snapshot::Snapshot, String
 }
 
 pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, OpenError> {
+    recover_inner(backend, read_only, true)
+}
+
+/// Like [`recover`], but ignores the snapshot and replays the whole log, so `postlog check`
+/// can compare the snapshot's state with the log's.
+pub fn recover_ignoring_snapshot(backend: &dyn Backend, read_only: bool) -> Result<Recovered, OpenError> {
+    recover_inner(backend, read_only, false)
+}
+
+fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> Result<Recovered, OpenError> {
     let mut report = RecoveryReport::default();
     let names = backend.list().map_err(io_err("list the data directory"))?;
     let mut ids: Vec<u64> = Vec::new();
@@ -70,7 +89,8 @@ pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, Open
     // Snapshot, if usable.
     let mut state = State::default();
     let mut start: Option<Position> = None;
-    match load_snapshot(backend) {
+    let loaded = if use_snapshot { load_snapshot(backend) } else { Err("snapshot ignored on request".to_string()) };
+    match loaded {
         Ok(snap) => {
             let pos = snap.position;
             let ok = segments.get(pos.segment).is_some_and(|f| f.len().is_ok_and(|l| l >= pos.offset));
@@ -290,7 +310,7 @@ pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, Open
             }
             report.torn_cut = Some((id, committed_end, len.saturating_sub(committed_end)));
             next_lsn -= pending.len() as u64;
-            active = Some((id, file, committed_end, false, 0));
+            active = Some(ActiveSegment { id, file, end: committed_end, sealed: false, records: 0 });
             ids.truncate(i + 1);
             break;
         }
@@ -299,7 +319,13 @@ pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, Open
             ScanEnd::Bad { offset, .. } => offset,
         };
         // A file longer than its records (space reserved ahead) is fine: the rest is zeros.
-        active = Some((id, file, end_off.max(committed_end), sealed, records.len() as u64));
+        active = Some(ActiveSegment {
+            id,
+            file,
+            end: end_off.max(committed_end),
+            sealed,
+            records: records.len() as u64,
+        });
         prev_id = Some(id);
         i += 1;
     }

@@ -260,8 +260,11 @@ struct Request {
 }
 
 /// The records of one planned transaction.
+/// A record and, for BLOB and META records, the data that follows its payload prefix.
+type RecordWithData = (Record, Option<(Codec, Vec<u8>)>);
+
 struct Txn {
-    records: Vec<(Record, Option<(Codec, Vec<u8>)>)>,
+    records: Vec<RecordWithData>,
     outcome: Outcome,
     /// Segment files to unlink once the transaction is durable.
     unlink: Vec<u64>,
@@ -369,7 +372,7 @@ impl Store {
             move |source| OpenError::Io { what, source }
         };
         let (segment, file, end, sealed, records) = match rec.active {
-            Some(a) => a,
+            Some(a) => (a.id, a.file, a.end, a.sealed, a.records),
             None => {
                 let file = Writer::create_segment(&*backend, 1, 1).map_err(io("create the first segment"))?;
                 rec.segments.insert(1, file.clone());
@@ -973,11 +976,11 @@ fn plan(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Planned {
     }
 }
 
-fn account_of<'a>(st: &'a State, account: AccountId) -> Result<&'a crate::state::Account, CommitError> {
+fn account_of(st: &State, account: AccountId) -> Result<&crate::state::Account, CommitError> {
     st.account(account).ok_or_else(|| CommitError::NoSuchAccount(account.to_string()))
 }
 
-fn mailbox_of<'a>(st: &'a State, account: AccountId, mailbox: MailboxId) -> Result<&'a Mailbox, CommitError> {
+fn mailbox_of(st: &State, account: AccountId, mailbox: MailboxId) -> Result<&Mailbox, CommitError> {
     account_of(st, account)?.mailboxes.get(&mailbox).ok_or_else(|| CommitError::NoSuchMailbox(mailbox.to_string()))
 }
 
@@ -993,7 +996,7 @@ fn check_keywords(keywords: &[String]) -> Result<(), CommitError> {
     Ok(())
 }
 
-fn txn(records: Vec<(Record, Option<(Codec, Vec<u8>)>)>, outcome: Outcome) -> Txn {
+fn txn(records: Vec<RecordWithData>, outcome: Outcome) -> Txn {
     Txn { records, outcome, unlink: Vec::new() }
 }
 
@@ -1021,9 +1024,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                     names.push((n, *s));
                 }
             }
-            let mut modseq = 1;
             for (i, (n, s)) in names.into_iter().enumerate() {
-                modseq += 1;
+                // A new account's change counter starts at 1; each mailbox creation counts.
+                let modseq = i as u64 + 2;
                 let uidvalidity = ov.next_uidvalidity(st);
                 records.push((
                     Record::MailboxCreate {

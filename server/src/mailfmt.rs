@@ -87,18 +87,10 @@ pub trait MailSource: Iterator<Item = Result<MailMessage, ImportError>> {
 pub enum ImportError {
     /// An I/O operation failed; `action` says what was being done
     /// ("read message file", "list directory", ...).
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: io::Error,
-    },
+    Io { path: PathBuf, action: &'static str, source: io::Error },
     /// Something that should be a regular file is not (a directory named
     /// like a message, a socket, ...). `expected` is e.g. "a message file".
-    NotAFile {
-        path: PathBuf,
-        is_dir: bool,
-        expected: &'static str,
-    },
+    NotAFile { path: PathBuf, is_dir: bool, expected: &'static str },
     /// The data is not in the expected format; `detail` is a sentence
     /// fragment saying what is wrong.
     Format { path: PathBuf, detail: String },
@@ -108,50 +100,31 @@ impl ImportError {
     /// The file or directory the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            ImportError::Io { path, .. }
-            | ImportError::NotAFile { path, .. }
-            | ImportError::Format { path, .. } => path,
+            ImportError::Io { path, .. } | ImportError::NotAFile { path, .. } | ImportError::Format { path, .. } => {
+                path
+            }
         }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, action: &'static str, source: io::Error) -> Self {
-        ImportError::Io {
-            path: path.into(),
-            action,
-            source,
-        }
+        ImportError::Io { path: path.into(), action, source }
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
-        ImportError::Format {
-            path: path.into(),
-            detail: detail.into(),
-        }
+        ImportError::Format { path: path.into(), detail: detail.into() }
     }
 }
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ImportError::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "could not {action} {}: {source}", path.display()),
-            ImportError::NotAFile {
-                path,
-                is_dir: true,
-                expected,
-            } => write!(f, "{} is a directory, not {expected}", path.display()),
-            ImportError::NotAFile {
-                path,
-                is_dir: false,
-                expected,
-            } => write!(
-                f,
-                "{} is not a regular file, so it is not {expected}",
-                path.display()
-            ),
+            ImportError::Io { path, action, source } => write!(f, "could not {action} {}: {source}", path.display()),
+            ImportError::NotAFile { path, is_dir: true, expected } => {
+                write!(f, "{} is a directory, not {expected}", path.display())
+            }
+            ImportError::NotAFile { path, is_dir: false, expected } => {
+                write!(f, "{} is not a regular file, so it is not {expected}", path.display())
+            }
             ImportError::Format { path, detail } => write!(f, "{}: {detail}", path.display()),
         }
     }
@@ -195,10 +168,7 @@ impl FlagSet {
 
     /// The bit for a flag name (case-insensitive), if it is one of the five.
     pub(crate) fn bit_of(name: &str) -> Option<u8> {
-        Self::ORDER
-            .iter()
-            .find(|(_, n)| n.eq_ignore_ascii_case(name))
-            .map(|(b, _)| *b)
+        Self::ORDER.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(b, _)| *b)
     }
 
     pub(crate) fn contains(self, bit: u8) -> bool {
@@ -206,11 +176,7 @@ impl FlagSet {
     }
 
     pub(crate) fn to_vec(self) -> Vec<String> {
-        Self::ORDER
-            .iter()
-            .filter(|(b, _)| self.contains(*b))
-            .map(|(_, n)| (*n).to_string())
-            .collect()
+        Self::ORDER.iter().filter(|(b, _)| self.contains(*b)).map(|(_, n)| (*n).to_string()).collect()
     }
 }
 
@@ -224,10 +190,9 @@ pub(crate) fn push_keyword(list: &mut Vec<String>, kw: &str) {
 /// Whether `kw` can be an IMAP keyword (an atom, not a `\` system flag).
 pub(crate) fn is_valid_keyword(kw: &str) -> bool {
     !kw.is_empty()
-        && kw.bytes().all(|b| {
-            (0x21..=0x7e).contains(&b)
-                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
-        })
+        && kw
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']'))
 }
 
 /// Normalises a folder name: a first component equal to "inbox" in any
@@ -237,11 +202,7 @@ pub(crate) fn normalize_folder(name: &str) -> String {
         Some(i) => (&name[..i], &name[i..]),
         None => (name, ""),
     };
-    if first.eq_ignore_ascii_case("INBOX") {
-        format!("INBOX{rest}")
-    } else {
-        name.to_string()
-    }
+    if first.eq_ignore_ascii_case("INBOX") { format!("INBOX{rest}") } else { name.to_string() }
 }
 
 /// Unix seconds of a file time (negative before 1970).
@@ -253,11 +214,7 @@ pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
             // Round towards minus infinity so that a round trip through
             // `system_time` gives the same second.
             let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-            if d.subsec_nanos() > 0 {
-                -secs - 1
-            } else {
-                -secs
-            }
+            if d.subsec_nanos() > 0 { -secs - 1 } else { -secs }
         }
     }
 }
@@ -265,11 +222,7 @@ pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
 /// The file time for Unix seconds.
 pub(crate) fn system_time(secs: i64) -> SystemTime {
     let d = Duration::from_secs(secs.unsigned_abs());
-    let t = if secs >= 0 {
-        UNIX_EPOCH.checked_add(d)
-    } else {
-        UNIX_EPOCH.checked_sub(d)
-    };
+    let t = if secs >= 0 { UNIX_EPOCH.checked_add(d) } else { UNIX_EPOCH.checked_sub(d) };
     t.unwrap_or(UNIX_EPOCH)
 }
 
@@ -292,10 +245,7 @@ pub(crate) fn for_each_header(msg: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
     let mut start_of_field = 0;
     let mut pos = 0;
     while pos < msg.len() {
-        let end = msg[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(msg.len(), |i| pos + i + 1);
+        let end = msg[pos..].iter().position(|&b| b == b'\n').map_or(msg.len(), |i| pos + i + 1);
         let line = &msg[pos..end];
         let content = trim_eol(line);
         if content.is_empty() {
@@ -344,10 +294,7 @@ mod tests {
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(days_from_civil(1969, 12, 31), -1);
         // 2026-11-27 14:00:00 UTC
-        assert_eq!(
-            days_from_civil(2026, 11, 27) * 86_400 + 14 * 3600,
-            1_795_788_000
-        );
+        assert_eq!(days_from_civil(2026, 11, 27) * 86_400 + 14 * 3600, 1_795_788_000);
     }
 
     #[test]
@@ -355,17 +302,11 @@ mod tests {
         let msg = b"Subject: a\r\n b\r\nStatus: RO\r\n\r\nX-Status: A\r\n";
         let mut seen = Vec::new();
         for_each_header(msg, |n, v| {
-            seen.push((
-                String::from_utf8_lossy(n).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            ))
+            seen.push((String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v).into_owned()))
         });
         assert_eq!(
             seen,
-            vec![
-                ("Subject".to_string(), " a\r\n b\r\n".to_string()),
-                ("Status".to_string(), " RO\r\n".to_string()),
-            ]
+            vec![("Subject".to_string(), " a\r\n b\r\n".to_string()), ("Status".to_string(), " RO\r\n".to_string()),]
         );
     }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use postlog_server::mailfmt::{
-    EmlDir, Estimate, ExportError, ImportError, MailMessage, MailSource, Maildir, MaildirWriter,
-    Mbox, utf7_imap_decode, utf7_imap_encode,
+    EmlDir, Estimate, ExportError, ImportError, MailMessage, MailSource, Maildir, MaildirWriter, Mbox,
+    utf7_imap_decode, utf7_imap_encode,
 };
 
 /// 2026-11-27 14:00:00 UTC.
@@ -27,12 +27,7 @@ fn set_mtime(path: &Path, secs: i64) {
     } else {
         UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
     };
-    File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(t)
-        .unwrap();
+    File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
 }
 
 fn maildir_folder(dir: &Path) {
@@ -42,8 +37,7 @@ fn maildir_folder(dir: &Path) {
 }
 
 fn all_ok<I: Iterator<Item = Result<MailMessage, ImportError>>>(it: I) -> Vec<MailMessage> {
-    it.map(|r| r.unwrap_or_else(|e| panic!("unexpected error: {e}")))
-        .collect()
+    it.map(|r| r.unwrap_or_else(|e| panic!("unexpected error: {e}"))).collect()
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -65,65 +59,38 @@ fn maildir_plus_plus_tree() {
     maildir_folder(&root);
     write(root.join("dovecot-keywords"), "0 $Junk\n1 Work\n");
     // Name date 1700000000, mtime later (a copy without -p): the name wins.
-    let a = write(
-        root.join("cur/1700000000.M1P1.host,S=27:2,S"),
-        "Subject: a\r\n\r\nseen inbox\r\n",
-    );
+    let a = write(root.join("cur/1700000000.M1P1.host,S=27:2,S"), "Subject: a\r\n\r\nseen inbox\r\n");
     set_mtime(&a, 1_800_000_000);
     // mtime earlier than the name (IMAP APPEND into Dovecot): mtime wins.
-    let b = write(
-        root.join("cur/1700000100.M2P1.host:2,FRab"),
-        "Subject: b\n\nflagged answered junk work\n",
-    );
+    let b = write(root.join("cur/1700000100.M2P1.host:2,FRab"), "Subject: b\n\nflagged answered junk work\n");
     set_mtime(&b, 1_600_000_000);
     // No date in the name: mtime.
     let c = write(root.join("cur/message-c:2,T"), "Subject: c\n\ndeleted\n");
     set_mtime(&c, 1_650_000_000);
     // new/ is unseen, even with a stray S.
-    write(
-        root.join("new/1700000200.M3P1.host"),
-        "Subject: d\n\nnew one\n",
-    );
-    write(
-        root.join("new/1700000201.M4P1.host:2,S"),
-        "Subject: e\n\nnew two\n",
-    );
+    write(root.join("new/1700000200.M3P1.host"), "Subject: d\n\nnew one\n");
+    write(root.join("new/1700000201.M4P1.host:2,S"), "Subject: e\n\nnew two\n");
     // tmp/ and hidden files are ignored.
-    write(
-        root.join("tmp/1700000300.M5P1.host"),
-        "Subject: f\n\nin tmp\n",
-    );
+    write(root.join("tmp/1700000300.M5P1.host"), "Subject: f\n\nin tmp\n");
     write(root.join("cur/.hidden"), "Subject: g\n\nhidden\n");
 
     let sent = root.join(".Sent");
     maildir_folder(&sent);
     write(sent.join("maildirfolder"), "");
-    write(
-        sent.join("cur/1700000400.M6P1.host:2,PS"),
-        "Subject: s\n\nforwarded sent\n",
-    );
+    write(sent.join("cur/1700000400.M6P1.host:2,PS"), "Subject: s\n\nforwarded sent\n");
 
     let rust = root.join(".Lists.rust");
     maildir_folder(&rust);
     write(rust.join("dovecot-keywords"), "0 $Important\n");
-    write(
-        rust.join("cur/1700000500.M7P1.host:2,Sa"),
-        "Subject: r\n\nrust list\n",
-    );
+    write(rust.join("cur/1700000500.M7P1.host:2,Sa"), "Subject: r\n\nrust list\n");
 
     // Modified UTF-7 names; an invalid one is kept as it is.
     let drafts = root.join(".Entw&APw-rfe.&U,BTFw-");
     maildir_folder(&drafts);
-    write(
-        drafts.join("cur/1700000600.M8P1.host:2,D"),
-        "Subject: u\n\ndraft\n",
-    );
+    write(drafts.join("cur/1700000600.M8P1.host:2,D"), "Subject: u\n\ndraft\n");
     let raw = root.join(".R&D");
     maildir_folder(&raw);
-    write(
-        raw.join("cur/1700000700.M9P1.host:2,"),
-        "Subject: rd\n\nr and d\n",
-    );
+    write(raw.join("cur/1700000700.M9P1.host:2,"), "Subject: rd\n\nr and d\n");
 
     // A directory without cur/new is no folder; a dot directory without
     // cur/new neither.
@@ -131,10 +98,7 @@ fn maildir_plus_plus_tree() {
     fs::create_dir_all(root.join(".Empty-not-a-folder")).unwrap();
 
     let md = Maildir::open(&root).unwrap();
-    assert_eq!(
-        md.folders(),
-        ["INBOX", "Entwürfe/台北", "Lists/rust", "R&D", "Sent"]
-    );
+    assert_eq!(md.folders(), ["INBOX", "Entwürfe/台北", "Lists/rust", "R&D", "Sent"]);
     let est = md.estimate();
     assert_eq!(est.messages, Some(9));
     let total: u64 = est.bytes;
@@ -201,32 +165,20 @@ fn maildir_fs_layout() {
     // No INBOX at the root; "fs" layout folders, one nested in another,
     // one below a plain directory.
     maildir_folder(&root.join("INBOX"));
-    write(
-        root.join("INBOX/cur/1700000000.a.h:2,S"),
-        "Subject: 1\n\ninbox\n",
-    );
+    write(root.join("INBOX/cur/1700000000.a.h:2,S"), "Subject: 1\n\ninbox\n");
     maildir_folder(&root.join("Archive"));
-    write(
-        root.join("Archive/cur/1700000001.a.h:2,"),
-        "Subject: 2\n\narchive\n",
-    );
+    write(root.join("Archive/cur/1700000001.a.h:2,"), "Subject: 2\n\narchive\n");
     maildir_folder(&root.join("Archive/2024"));
-    write(
-        root.join("Archive/2024/new/1700000002.a.h"),
-        "Subject: 3\n\narchive 2024\n",
-    );
+    write(root.join("Archive/2024/new/1700000002.a.h"), "Subject: 3\n\narchive 2024\n");
     maildir_folder(&root.join("Lists/rust"));
-    write(
-        root.join("Lists/rust/cur/1700000003.a.h:2,F"),
-        "Subject: 4\n\nrust\n",
-    );
+    write(root.join("Lists/rust/cur/1700000003.a.h:2,F"), "Subject: 4\n\nrust\n");
     maildir_folder(&root.join("Ent&APw-rfe"));
+    // Symlink loops end.
+    std::os::unix::fs::symlink(root, root.join("Archive/up")).unwrap();
+    std::os::unix::fs::symlink(root.join("Archive"), root.join("Archive/2024/back")).unwrap();
 
     let md = Maildir::open(root).unwrap();
-    assert_eq!(
-        md.folders(),
-        ["INBOX", "Archive", "Archive/2024", "Entürfe", "Lists/rust"]
-    );
+    assert_eq!(md.folders(), ["INBOX", "Archive", "Archive/2024", "Entürfe", "Lists/rust"]);
     let msgs = all_ok(md);
     assert_eq!(msgs.len(), 4);
     assert_eq!(find(&msgs, "archive 2024").folder, "Archive/2024");
@@ -247,10 +199,7 @@ fn maildir_bad_entries_are_err_items_and_iteration_goes_on() {
     // An empty file.
     let empty = write(root.join("cur/1700000002.c.h:2,S"), "");
     // An unreadable file (only effective when not running as root).
-    let locked = write(
-        root.join("cur/1700000003.d.h:2,S"),
-        "Subject: 4\n\nlocked\n",
-    );
+    let locked = write(root.join("cur/1700000003.d.h:2,S"), "Subject: 4\n\nlocked\n");
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
     let locked_is_unreadable = fs::read(&locked).is_err();
@@ -263,51 +212,29 @@ fn maildir_bad_entries_are_err_items_and_iteration_goes_on() {
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(items.len(), 6);
 
-    let Err(err) = &items[1] else {
-        panic!("directory gave {:?}", items[1])
-    };
+    let Err(err) = &items[1] else { panic!("directory gave {:?}", items[1]) };
     assert!(matches!(err, ImportError::NotAFile { is_dir: true, .. }));
     assert_eq!(err.path(), dir_msg);
     let text = err.to_string();
-    assert!(
-        text.contains(&dir_msg.display().to_string()) && text.contains("is a directory"),
-        "{text}"
-    );
+    assert!(text.contains(&dir_msg.display().to_string()) && text.contains("is a directory"), "{text}");
 
-    let Err(err) = &items[2] else {
-        panic!("empty file gave {:?}", items[2])
-    };
+    let Err(err) = &items[2] else { panic!("empty file gave {:?}", items[2]) };
     assert_eq!(err.path(), empty);
     assert!(err.to_string().contains("empty"), "{err}");
 
     if locked_is_unreadable {
-        let Err(err) = &items[3] else {
-            panic!("unreadable file gave {:?}", items[3])
-        };
+        let Err(err) = &items[3] else { panic!("unreadable file gave {:?}", items[3]) };
         assert!(matches!(err, ImportError::Io { .. }));
         assert_eq!(err.path(), locked);
-        assert!(
-            err.to_string().starts_with("could not read message file "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("could not read message file "), "{err}");
     }
-    assert!(
-        items[0]
-            .as_ref()
-            .is_ok_and(|m| m.bytes.ends_with(b"first\n"))
-    );
-    let Err(err) = &items[4] else {
-        panic!("dangling symlink gave {:?}", items[4])
-    };
+    assert!(items[0].as_ref().is_ok_and(|m| m.bytes.ends_with(b"first\n")));
+    let Err(err) = &items[4] else { panic!("dangling symlink gave {:?}", items[4]) };
     assert!(matches!(err, ImportError::Io { .. }));
     assert_eq!(err.path(), dangling);
     let expected = format!("could not inspect message file {}: ", dangling.display());
     assert!(err.to_string().starts_with(&expected), "{err}");
-    assert!(
-        items[5]
-            .as_ref()
-            .is_ok_and(|m| m.bytes.ends_with(b"last\n"))
-    );
+    assert!(items[5].as_ref().is_ok_and(|m| m.bytes.ends_with(b"last\n")));
 }
 
 #[test]
@@ -363,10 +290,8 @@ fn check_mbox_messages(msgs: &[MailMessage], eol: &str) {
 
     assert_eq!(
         String::from_utf8_lossy(&msgs[0].bytes),
-        e(
-            "Status: RO\nX-Status: AF\nSubject: one\n\nHello\nFrom here\n>From there\n\
-           From here on, a body line without a date stays\n>not a From line\n"
-        )
+        e("Status: RO\nX-Status: AF\nSubject: one\n\nHello\nFrom here\n>From there\n\
+           From here on, a body line without a date stays\n>not a From line\n")
     );
     assert_eq!(strs(&msgs[0].flags), ["\\Answered", "\\Flagged", "\\Seen"]);
     assert_eq!(msgs[0].internal_date, NOV27);
@@ -394,13 +319,7 @@ fn mbox_lf() {
     let tmp = tempfile::tempdir().unwrap();
     let path = write(tmp.path().join("inbox.mbox"), MBOX);
     let mbox = Mbox::open(&path).unwrap();
-    assert_eq!(
-        mbox.estimate(),
-        Estimate {
-            messages: None,
-            bytes: MBOX.len() as u64
-        }
-    );
+    assert_eq!(mbox.estimate(), Estimate { messages: None, bytes: MBOX.len() as u64 });
     let mut mbox = mbox;
     let msgs: Vec<_> = mbox.by_ref().map(Result::unwrap).collect();
     check_mbox_messages(&msgs, "\n");
@@ -474,29 +393,17 @@ after
     assert_eq!(items.len(), 4, "{items:?}");
     let Err(err) = &items[0] else { panic!() };
     assert_eq!(err.path(), path);
-    assert!(
-        err.to_string().contains("26 bytes before the first"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("26 bytes before the first"), "{err}");
     assert!(items[1].as_ref().unwrap().bytes.ends_with(b"\n\nreal\n"));
     let Err(err) = &items[2] else { panic!() };
-    assert!(
-        err.to_string().contains("message 3") && err.to_string().contains("empty"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("message 3") && err.to_string().contains("empty"), "{err}");
     assert!(items[3].as_ref().unwrap().bytes.ends_with(b"\n\nafter\n"));
 
     // Not an mbox at all.
     let path = write(tmp.path().join("not-mbox"), "Subject: x\n\nbody\n");
     let items: Vec<_> = Mbox::open(&path).unwrap().collect();
     assert_eq!(items.len(), 1);
-    assert!(
-        items[0]
-            .as_ref()
-            .unwrap_err()
-            .to_string()
-            .contains("is not an mbox file")
-    );
+    assert!(items[0].as_ref().unwrap_err().to_string().contains("is not an mbox file"));
 
     // An empty file is an empty mbox.
     let path = write(tmp.path().join("empty"), "");
@@ -536,11 +443,7 @@ impl Read for EndlessMbox {
 fn mbox_streams_and_never_reads_the_whole_file() {
     let message = b"From a@b Fri Nov 27 14:00:00 2026\nSubject: s\n\n>From body\nline\n\n".to_vec();
     let served = std::rc::Rc::new(std::cell::Cell::new(0));
-    let source = EndlessMbox {
-        message: message.clone(),
-        offset: 0,
-        served: served.clone(),
-    };
+    let source = EndlessMbox { message: message.clone(), offset: 0, served: served.clone() };
     const BUF: usize = 8 * 1024;
     let mut mbox = Mbox::from_reader("endless", BufReader::with_capacity(BUF, source), u64::MAX);
     for _ in 0..10_000 {
@@ -550,11 +453,7 @@ fn mbox_streams_and_never_reads_the_whole_file() {
     }
     let consumed = 10_000 * message.len() as u64;
     assert!(mbox.bytes_read() >= consumed && mbox.bytes_read() <= consumed + message.len() as u64);
-    assert!(
-        served.get() <= mbox.bytes_read() + BUF as u64,
-        "read {} bytes ahead",
-        served.get() - mbox.bytes_read()
-    );
+    assert!(served.get() <= mbox.bytes_read() + BUF as u64, "read {} bytes ahead", served.get() - mbox.bytes_read());
 }
 
 #[test]
@@ -572,27 +471,29 @@ fn mbox_long_lines_and_size_limit() {
     let path = write(tmp.path().join("long"), &data);
     let msgs = all_ok(Mbox::open(&path).unwrap());
     assert_eq!(msgs.len(), 2);
-    assert_eq!(
-        msgs[0].bytes,
-        format!("Subject: long\n\n{long}\nFrom x\n").into_bytes()
-    );
+    assert_eq!(msgs[0].bytes, format!("Subject: long\n\n{long}\nFrom x\n").into_bytes());
     assert_eq!(msgs[1].bytes, b"Subject: small\n\nsmall\n");
 
     // Over the limit: an Err item, and the next message still comes.
-    let items: Vec<_> = Mbox::open(&path)
-        .unwrap()
-        .with_max_message_size(1000)
-        .collect();
+    let items: Vec<_> = Mbox::open(&path).unwrap().with_max_message_size(1000).collect();
     assert_eq!(items.len(), 2);
     let err = items[0].as_ref().unwrap_err().to_string();
-    assert!(
-        err.contains("message 1 (From_ line at byte 0) is larger than the limit of 1000 bytes"),
-        "{err}"
-    );
-    assert_eq!(
-        items[1].as_ref().unwrap().bytes,
-        b"Subject: small\n\nsmall\n"
-    );
+    assert!(err.contains("message 1 (From_ line at byte 0) is larger than the limit of 1000 bytes"), "{err}");
+    assert_eq!(items[1].as_ref().unwrap().bytes, b"Subject: small\n\nsmall\n");
+
+    // The limit counts the message, not the separating blank line.
+    let small = b"Subject: small\r\n\r\nsmall\r\n";
+    let mut exact = b"From a@b Fri Nov 27 14:00:00 2026\r\n".to_vec();
+    exact.extend_from_slice(small);
+    exact.extend_from_slice(b"\r\n");
+    let path = write(tmp.path().join("exact"), exact.repeat(2));
+    let limit = small.len() as u64;
+    let msgs = all_ok(Mbox::open(&path).unwrap().with_max_message_size(limit));
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[1].bytes, small);
+    let items: Vec<_> = Mbox::open(&path).unwrap().with_max_message_size(limit - 1).collect();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i.is_err()), "{items:?}");
 }
 
 // ---------------------------------------------------------------- eml
@@ -601,16 +502,10 @@ fn mbox_long_lines_and_size_limit() {
 fn eml_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(
-        dir.join("b.eml"),
-        "Date: Fri, 27 Nov 2026 14:00:00 +0000\r\nSubject: b\r\n\r\nbee\r\n",
-    );
+    write(dir.join("b.eml"), "Date: Fri, 27 Nov 2026 14:00:00 +0000\r\nSubject: b\r\n\r\nbee\r\n");
     let a = write(dir.join("a.EML"), "Subject: a\n\nno date header\n");
     set_mtime(&a, 1_234_567_890);
-    let c = write(
-        dir.join("c.eml"),
-        "Date: not a date\nSubject: c\n\nbad date\n",
-    );
+    let c = write(dir.join("c.eml"), "Date: not a date\nSubject: c\n\nbad date\n");
     set_mtime(&c, 1_111_111_111);
     write(dir.join("notes.txt"), "not mail");
     write(dir.join("._b.eml"), "AppleDouble junk");
@@ -627,38 +522,24 @@ fn eml_dir() {
     assert_eq!(msgs[0].internal_date, 1_234_567_890);
     assert_eq!(msgs[1].internal_date, NOV27);
     assert_eq!(msgs[2].internal_date, 1_111_111_111);
-    assert!(
-        msgs.iter()
-            .all(|m| m.flags.is_empty() && m.keywords.is_empty() && m.folder == "Imported")
-    );
+    assert!(msgs.iter().all(|m| m.flags.is_empty() && m.keywords.is_empty() && m.folder == "Imported"));
     let Err(err) = &items[3] else { panic!() };
     assert_eq!(err.path(), dir.join("d.eml"));
-    assert!(
-        err.to_string()
-            .contains("is a directory, not a message file"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("is a directory, not a message file"), "{err}");
 }
 
 // ---------------------------------------------------------------- writer
 
 fn sample_messages() -> Vec<MailMessage> {
-    let msg =
-        |folder: &str, flags: &[&str], keywords: &[&str], date: i64, body: &str| MailMessage {
-            folder: folder.to_string(),
-            flags: flags.iter().map(|s| s.to_string()).collect(),
-            keywords: keywords.iter().map(|s| s.to_string()).collect(),
-            internal_date: date,
-            bytes: body.as_bytes().to_vec(),
-        };
+    let msg = |folder: &str, flags: &[&str], keywords: &[&str], date: i64, body: &str| MailMessage {
+        folder: folder.to_string(),
+        flags: flags.iter().map(|s| s.to_string()).collect(),
+        keywords: keywords.iter().map(|s| s.to_string()).collect(),
+        internal_date: date,
+        bytes: body.as_bytes().to_vec(),
+    };
     vec![
-        msg(
-            "INBOX",
-            &["\\Seen"],
-            &[],
-            1_700_000_000,
-            "Subject: 1\r\n\r\none\r\n",
-        ),
+        msg("INBOX", &["\\Seen"], &[], 1_700_000_000, "Subject: 1\r\n\r\none\r\n"),
         msg("INBOX", &[], &[], 1_700_000_001, "Subject: 2\n\nunseen\n"),
         msg(
             "INBOX",
@@ -667,42 +548,12 @@ fn sample_messages() -> Vec<MailMessage> {
             1_700_000_002,
             "Subject: 3\n\nall flags\n",
         ),
-        msg(
-            "Sent",
-            &["\\Seen"],
-            &["$Forwarded"],
-            0,
-            "Subject: 4\n\nepoch\n",
-        ),
-        msg(
-            "Lists/rust",
-            &["\\Seen"],
-            &["Work"],
-            NOV27,
-            "Subject: 5\n\nFrom here\n",
-        ),
-        msg(
-            "Lists/rust",
-            &[],
-            &["$Junk", "Rust"],
-            NOV27 + 1,
-            "Subject: 6\n\nbinary \u{0}\u{1}\n",
-        ),
-        msg(
-            "Entwürfe/台北",
-            &["\\Draft"],
-            &[],
-            1_000_000_000,
-            "Subject: 7\n\nnon-ascii folder\n",
-        ),
+        msg("Sent", &["\\Seen"], &["$Forwarded"], 0, "Subject: 4\n\nepoch\n"),
+        msg("Lists/rust", &["\\Seen"], &["Work"], NOV27, "Subject: 5\n\nFrom here\n"),
+        msg("Lists/rust", &[], &["$Junk", "Rust"], NOV27 + 1, "Subject: 6\n\nbinary \u{0}\u{1}\n"),
+        msg("Entwürfe/台北", &["\\Draft"], &[], 1_000_000_000, "Subject: 7\n\nnon-ascii folder\n"),
         msg("R&D", &[], &[], 1_700_000_003, "Subject: 8\n\nampersand\n"),
-        msg(
-            "INBOX/Sub",
-            &[],
-            &[],
-            1_700_000_004,
-            "Subject: 9\n\ninbox child\n",
-        ),
+        msg("INBOX/Sub", &[], &[], 1_700_000_004, "Subject: 9\n\ninbox child\n"),
     ]
 }
 
@@ -731,74 +582,35 @@ fn writer_reader_round_trip() {
     writer.finish().unwrap();
 
     // Layout.
-    for d in [
-        "cur",
-        "new",
-        "tmp",
-        ".Sent/cur",
-        ".Lists.rust/tmp",
-        ".Entw&APw-rfe.&U,BTFw-/new",
-    ] {
+    for d in ["cur", "new", "tmp", ".Sent/cur", ".Lists.rust/tmp", ".Entw&APw-rfe.&U,BTFw-/new"] {
         assert!(root.join(d).is_dir(), "{d}");
     }
-    for d in [
-        ".Sent",
-        ".Lists.rust",
-        ".Entw&APw-rfe.&U,BTFw-",
-        ".R&-D",
-        ".INBOX.Sub",
-        ".Empty",
-    ] {
+    for d in [".Sent", ".Lists.rust", ".Entw&APw-rfe.&U,BTFw-", ".R&-D", ".INBOX.Sub", ".Empty"] {
         assert!(root.join(d).join("maildirfolder").is_file(), "{d}");
     }
     assert!(!root.join("maildirfolder").exists());
     assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
-    assert_eq!(
-        fs::read_dir(root.join(".Lists.rust/tmp")).unwrap().count(),
-        0
-    );
+    assert_eq!(fs::read_dir(root.join(".Lists.rust/tmp")).unwrap().count(), 0);
     let kw = fs::read_to_string(root.join("dovecot-keywords")).unwrap();
     assert_eq!(kw, "0 $Junk\n1 Work\n");
     let kw = fs::read_to_string(root.join(".Lists.rust/dovecot-keywords")).unwrap();
     assert_eq!(kw, "0 Work\n1 $Junk\n2 Rust\n");
 
     // File names and mtimes.
-    let name = written[2]
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = written[2].file_name().unwrap().to_str().unwrap().to_string();
     assert!(name.starts_with("1700000002."), "{name}");
-    assert!(
-        name.ends_with(&format!(",S={}:2,DFPRSTab", originals[2].bytes.len())),
-        "{name}"
-    );
+    assert!(name.ends_with(&format!(",S={}:2,DFPRSTab", originals[2].bytes.len())), "{name}");
     assert_eq!(written[2].parent().unwrap(), root.join("cur"));
     for (path, m) in written.iter().zip(&originals) {
         let mtime = fs::metadata(path).unwrap().modified().unwrap();
-        assert_eq!(
-            mtime,
-            UNIX_EPOCH + Duration::from_secs(m.internal_date as u64)
-        );
+        assert_eq!(mtime, UNIX_EPOCH + Duration::from_secs(m.internal_date as u64));
         assert_eq!(fs::read(path).unwrap(), m.bytes);
     }
     assert!(written[1].to_str().unwrap().ends_with(":2,"));
 
     // Read back.
     let md = Maildir::open(&root).unwrap();
-    assert_eq!(
-        md.folders(),
-        [
-            "INBOX",
-            "Empty",
-            "Entwürfe/台北",
-            "INBOX/Sub",
-            "Lists/rust",
-            "R&D",
-            "Sent"
-        ]
-    );
+    assert_eq!(md.folders(), ["INBOX", "Empty", "Entwürfe/台北", "INBOX/Sub", "Lists/rust", "R&D", "Sent"]);
     assert_eq!(md.estimate().messages, Some(originals.len() as u64));
     let back = all_ok(md);
     assert_eq!(normalized(back), normalized(originals.clone()));
@@ -822,11 +634,7 @@ fn writer_reader_round_trip() {
 fn writer_rejects_what_maildir_cannot_hold() {
     let tmp = tempfile::tempdir().unwrap();
     let mut writer = MaildirWriter::create(tmp.path()).unwrap();
-    let mut m = MailMessage {
-        folder: "v1.2".into(),
-        bytes: b"Subject: x\n\nx\n".to_vec(),
-        ..MailMessage::default()
-    };
+    let mut m = MailMessage { folder: "v1.2".into(), bytes: b"Subject: x\n\nx\n".to_vec(), ..MailMessage::default() };
     let err = writer.append(&m).unwrap_err();
     assert!(matches!(err, ExportError::InvalidFolder { .. }));
     assert!(err.to_string().contains("\"v1.2\""), "{err}");
@@ -834,10 +642,7 @@ fn writer_rejects_what_maildir_cannot_hold() {
     m.folder = "INBOX".into();
     m.flags = vec!["\\Bogus".into()];
     let err = writer.append(&m).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "cannot write flag \\Bogus: Maildir has no letter for it"
-    );
+    assert_eq!(err.to_string(), "cannot write flag \\Bogus: Maildir has no letter for it");
 
     // \Recent is skipped; invalid keywords and the 27th keyword are dropped.
     m.flags = vec!["\\Recent".into(), "\\seen".into()];
@@ -885,8 +690,5 @@ fn errors_are_sentences_with_paths() {
         action: "read message file",
         source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
     };
-    assert_eq!(
-        err.to_string(),
-        "could not read message file /x/cur/1.a: permission denied"
-    );
+    assert_eq!(err.to_string(), "could not read message file /x/cur/1.a: permission denied");
 }

@@ -48,10 +48,7 @@ impl EmlDir {
         entries.sort();
         Ok(EmlDir {
             folder: "INBOX".to_string(),
-            estimate: Estimate {
-                messages: Some(entries.len() as u64),
-                bytes: entries.iter().map(|e| e.1).sum(),
-            },
+            estimate: Estimate { messages: Some(entries.len() as u64), bytes: entries.iter().map(|e| e.1).sum() },
             entries: entries.into_iter(),
             pending,
             bytes_read: 0,
@@ -66,29 +63,16 @@ impl EmlDir {
 
     fn read(&mut self, path: PathBuf, size: u64) -> Result<MailMessage, ImportError> {
         self.bytes_read += size;
-        let meta =
-            fs::metadata(&path).map_err(|e| ImportError::io(&path, "inspect message file", e))?;
+        let meta = fs::metadata(&path).map_err(|e| ImportError::io(&path, "inspect message file", e))?;
         if !meta.is_file() {
-            return Err(ImportError::NotAFile {
-                is_dir: meta.is_dir(),
-                path,
-                expected: "a message file",
-            });
+            return Err(ImportError::NotAFile { is_dir: meta.is_dir(), path, expected: "a message file" });
         }
         let bytes = fs::read(&path).map_err(|e| ImportError::io(&path, "read message file", e))?;
         if bytes.is_empty() {
             return Err(ImportError::format(&path, "the message file is empty"));
         }
-        let internal_date = date_header(&bytes)
-            .or_else(|| meta.modified().ok().map(unix_seconds))
-            .unwrap_or(0);
-        Ok(MailMessage {
-            folder: self.folder.clone(),
-            flags: Vec::new(),
-            keywords: Vec::new(),
-            internal_date,
-            bytes,
-        })
+        let internal_date = date_header(&bytes).or_else(|| meta.modified().ok().map(unix_seconds)).unwrap_or(0);
+        Ok(MailMessage { folder: self.folder.clone(), flags: Vec::new(), keywords: Vec::new(), internal_date, bytes })
     }
 }
 

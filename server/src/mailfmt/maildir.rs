@@ -1,13 +1,14 @@
 //! Maildir reader: Maildir++ (`.Sent`, `.Lists.rust`) and the "fs" layout
 //! (`Lists/rust/{cur,new,tmp}`), with Dovecot's `dovecot-keywords`.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{
-    Estimate, FORWARDED, FlagSet, ImportError, MailMessage, MailSource, normalize_folder,
-    push_keyword, unix_seconds, utf7_imap_decode,
+    Estimate, FORWARDED, FlagSet, ImportError, MailMessage, MailSource, normalize_folder, push_keyword, unix_seconds,
+    utf7_imap_decode,
 };
 
 /// How deep the "fs" layout walk goes (guards against symlink loops).
@@ -26,6 +27,14 @@ pub(crate) const KEYWORDS_FILE: &str = "dovecot-keywords";
 ///
 /// Within a folder, messages come in file name order (which for Maildir is
 /// delivery order), `cur/` and `new/` merged.
+///
+/// Flags come from the `:2,` info letters (D F R S T; P is the keyword
+/// `$Forwarded`; a..z through the folder's `dovecot-keywords`); `new/`
+/// messages are never `\Seen`. The internal date is the earlier of the
+/// file name's leading Unix time and the file's mtime (just the mtime when
+/// the name has none): Dovecot keeps INTERNALDATE in the mtime, which
+/// APPEND makes older than the name, while a copy that lost the mtimes
+/// makes it newer.
 pub struct Maildir {
     dirs: Vec<FolderDir>,
     entries: std::vec::IntoIter<Entry>,
@@ -54,16 +63,14 @@ impl Maildir {
     /// subdirectories become `Err` items of the iteration.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ImportError> {
         let root = dir.as_ref();
-        let meta =
-            fs::metadata(root).map_err(|e| ImportError::io(root, "open Maildir directory", e))?;
+        let meta = fs::metadata(root).map_err(|e| ImportError::io(root, "open Maildir directory", e))?;
         if !meta.is_dir() {
-            return Err(ImportError::format(
-                root,
-                "is not a directory, so it cannot be a Maildir",
-            ));
+            return Err(ImportError::format(root, "is not a directory, so it cannot be a Maildir"));
         }
         let mut pending = VecDeque::new();
         let mut found: Vec<(String, PathBuf)> = Vec::new();
+        // Directories already walked, by (device, inode): symlink loops end.
+        let mut visited = HashSet::from([(meta.dev(), meta.ino())]);
         if has_maildir(root) {
             found.push(("INBOX".to_string(), root.to_path_buf()));
         }
@@ -78,7 +85,7 @@ impl Maildir {
                 }
             } else {
                 let mut components = vec![decode_component(&name)];
-                walk_fs(&path, &mut components, &mut found, &mut pending);
+                walk_fs(&path, &mut components, &mut visited, &mut found, &mut pending);
             }
         }
         if found.is_empty() {
@@ -99,13 +106,7 @@ impl Maildir {
             let keywords = read_keywords(&path, &mut pending);
             let mut dir_entries = Vec::new();
             for sub in ["cur", "new"] {
-                list_messages(
-                    &path.join(sub),
-                    index,
-                    sub == "new",
-                    &mut dir_entries,
-                    &mut pending,
-                );
+                list_messages(&path.join(sub), index, sub == "new", &mut dir_entries, &mut pending);
             }
             dir_entries.sort_by_cached_key(|e: &Entry| {
                 let name = file_name(&e.path);
@@ -117,10 +118,7 @@ impl Maildir {
         }
         Ok(Maildir {
             dirs,
-            estimate: Estimate {
-                messages: Some(entries.len() as u64),
-                bytes: total_bytes,
-            },
+            estimate: Estimate { messages: Some(entries.len() as u64), bytes: total_bytes },
             entries: entries.into_iter(),
             pending,
             bytes_read: 0,
@@ -130,8 +128,7 @@ impl Maildir {
     fn read_entry(&mut self, entry: Entry) -> Result<MailMessage, ImportError> {
         self.bytes_read += entry.size;
         let path = &entry.path;
-        let meta =
-            fs::metadata(path).map_err(|e| ImportError::io(path, "inspect message file", e))?;
+        let meta = fs::metadata(path).map_err(|e| ImportError::io(path, "inspect message file", e))?;
         if !meta.is_file() {
             return Err(ImportError::NotAFile {
                 path: path.clone(),
@@ -157,13 +154,7 @@ impl Maildir {
             (None, Some(m)) => m,
             (None, None) => 0,
         };
-        Ok(MailMessage {
-            folder: dir.name.clone(),
-            flags,
-            keywords,
-            internal_date,
-            bytes,
-        })
+        Ok(MailMessage { folder: dir.name.clone(), flags, keywords, internal_date, bytes })
     }
 }
 
@@ -209,9 +200,7 @@ fn decode_component(raw: &str) -> String {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Subdirectories of `dir` (symlinks followed), sorted by name.
@@ -246,10 +235,14 @@ fn subdirs(dir: &Path, pending: &mut VecDeque<ImportError>) -> Vec<(String, Path
 fn walk_fs(
     path: &Path,
     components: &mut Vec<String>,
+    visited: &mut HashSet<(u64, u64)>,
     found: &mut Vec<(String, PathBuf)>,
     pending: &mut VecDeque<ImportError>,
 ) {
-    if components.len() > MAX_DEPTH {
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    if components.len() > MAX_DEPTH || !visited.insert((meta.dev(), meta.ino())) {
         return;
     }
     if has_maildir(path) {
@@ -260,7 +253,7 @@ fn walk_fs(
             continue;
         }
         components.push(decode_component(&name));
-        walk_fs(&child, components, found, pending);
+        walk_fs(&child, components, visited, found, pending);
         components.pop();
     }
 }
@@ -296,13 +289,7 @@ pub(crate) fn parse_keywords(text: &str, table: &mut [Option<String>; 26]) {
     }
 }
 
-fn list_messages(
-    dir: &Path,
-    index: usize,
-    in_new: bool,
-    out: &mut Vec<Entry>,
-    pending: &mut VecDeque<ImportError>,
-) {
+fn list_messages(dir: &Path, index: usize, in_new: bool, out: &mut Vec<Entry>, pending: &mut VecDeque<ImportError>) {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -324,15 +311,8 @@ fn list_messages(
         if name.starts_with('.') {
             continue;
         }
-        let size = size_from_name(&name)
-            .or_else(|| entry.metadata().ok().map(|m| m.len()))
-            .unwrap_or(0);
-        out.push(Entry {
-            path: entry.path(),
-            dir: index,
-            in_new,
-            size,
-        });
+        let size = size_from_name(&name).or_else(|| entry.metadata().ok().map(|m| m.len())).unwrap_or(0);
+        out.push(Entry { path: entry.path(), dir: index, in_new, size });
     }
 }
 
@@ -366,11 +346,7 @@ fn size_from_name(name: &str) -> Option<u64> {
 
 /// Flags and keywords from a file name's info suffix. Messages in `new/`
 /// are never `\Seen`.
-fn info_flags(
-    name: &str,
-    table: &[Option<String>; 26],
-    in_new: bool,
-) -> (Vec<String>, Vec<String>) {
+fn info_flags(name: &str, table: &[Option<String>; 26], in_new: bool) -> (Vec<String>, Vec<String>) {
     let mut flags = FlagSet::default();
     let mut keywords = Vec::new();
     if let (_, Some(letters)) = split_info(name) {
@@ -406,10 +382,7 @@ mod tests {
         let n = "1700000000.M1P2.host,S=1234,W=1260:2,FRSab";
         assert_eq!(name_date(n), Some(1_700_000_000));
         assert_eq!(size_from_name(n), Some(1234));
-        assert_eq!(
-            split_info(n),
-            ("1700000000.M1P2.host,S=1234,W=1260", Some("FRSab"))
-        );
+        assert_eq!(split_info(n), ("1700000000.M1P2.host,S=1234,W=1260", Some("FRSab")));
         assert_eq!(name_date("msg.eml"), None);
         assert_eq!(name_date("1700000000"), None);
         assert_eq!(split_info("1.x.host"), ("1.x.host", None));
@@ -423,10 +396,7 @@ mod tests {
         assert_eq!(table[0].as_deref(), Some("$Junk"));
         assert_eq!(table[1].as_deref(), Some("Work"));
         let (flags, kws) = info_flags("1.x:2,DFPRSTabz", &table, false);
-        assert_eq!(
-            flags,
-            ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
-        );
+        assert_eq!(flags, ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]);
         assert_eq!(kws, ["$Forwarded", "$Junk", "Work"]);
         let (flags, _) = info_flags("1.x:2,S", &table, true);
         assert!(flags.is_empty());

@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::{
-    Estimate, FORWARDED, FlagSet, ImportError, MailMessage, MailSource, date_header,
-    days_from_civil, for_each_header, is_valid_keyword, push_keyword, trim_eol,
+    Estimate, FORWARDED, FlagSet, ImportError, MailMessage, MailSource, date_header, days_from_civil, for_each_header,
+    is_valid_keyword, push_keyword, trim_eol,
 };
 
 const READ_BUFFER: usize = 64 * 1024;
@@ -60,9 +60,7 @@ impl Mbox {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ImportError> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| ImportError::io(path, "open mbox file", e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| ImportError::io(path, "inspect mbox file", e))?;
+        let meta = file.metadata().map_err(|e| ImportError::io(path, "inspect mbox file", e))?;
         if !meta.is_file() {
             return Err(ImportError::NotAFile {
                 path: path.to_path_buf(),
@@ -70,11 +68,7 @@ impl Mbox {
                 expected: "an mbox file",
             });
         }
-        Ok(Self::from_reader(
-            path,
-            BufReader::with_capacity(READ_BUFFER, file),
-            meta.len(),
-        ))
+        Ok(Self::from_reader(path, BufReader::with_capacity(READ_BUFFER, file), meta.len()))
     }
 }
 
@@ -117,10 +111,7 @@ impl<R: BufRead> Mbox<R> {
     fn read_piece(&mut self) -> Result<bool, ImportError> {
         self.line.clear();
         self.line_start = self.next_line_start;
-        match (&mut self.reader)
-            .take(MAX_PIECE)
-            .read_until(b'\n', &mut self.line)
-        {
+        match (&mut self.reader).take(MAX_PIECE).read_until(b'\n', &mut self.line) {
             Ok(0) => Ok(false),
             Ok(n) => {
                 self.pos += n as u64;
@@ -160,10 +151,7 @@ impl<R: BufRead> Mbox<R> {
                 Ok(false) => {
                     self.done = true;
                     return (junk > 0).then(|| {
-                        ImportError::format(
-                            &self.path,
-                            "is not an mbox file: no line starts with \"From \"",
-                        )
+                        ImportError::format(&self.path, "is not an mbox file: no line starts with \"From \"")
                     });
                 }
                 Ok(true) => {}
@@ -240,13 +228,17 @@ impl<R: BufRead> Mbox<R> {
                     last_line_blank = false;
                 }
                 size += piece.len() as u64;
-                if size <= self.max_message_size {
+                // Room for the separating blank line, which is dropped below.
+                if size <= self.max_message_size.saturating_add(2) {
                     bytes.extend_from_slice(piece);
                 } else if !bytes.is_empty() {
                     bytes = Vec::new();
                 }
             }
-            if size > self.max_message_size {
+            if last_line_blank && size <= self.max_message_size.saturating_add(2) {
+                bytes.truncate(last_line_start);
+            }
+            if size > self.max_message_size.saturating_add(2) || bytes.len() as u64 > self.max_message_size {
                 return Some(Err(ImportError::format(
                     &self.path,
                     format!(
@@ -256,10 +248,6 @@ impl<R: BufRead> Mbox<R> {
                     ),
                 )));
             }
-            if last_line_blank {
-                bytes.truncate(last_line_start);
-            }
-
             if bytes.is_empty() {
                 return Some(Err(ImportError::format(
                     &self.path,
@@ -269,17 +257,13 @@ impl<R: BufRead> Mbox<R> {
             let mut flags = FlagSet::default();
             let mut keywords = Vec::new();
             let mut pseudo = false;
-            for_each_header(&bytes, |name, value| {
-                header_flags(name, value, &mut flags, &mut keywords, &mut pseudo)
-            });
+            for_each_header(&bytes, |name, value| header_flags(name, value, &mut flags, &mut keywords, &mut pseudo));
             if pseudo && ordinal == 1 {
                 // UW-IMAP/Dovecot "DON'T DELETE THIS MESSAGE -- FOLDER
                 // INTERNAL DATA": folder metadata, not mail.
                 continue;
             }
-            let internal_date = from_line_date(&from_line)
-                .or_else(|| date_header(&bytes))
-                .unwrap_or(0);
+            let internal_date = from_line_date(&from_line).or_else(|| date_header(&bytes)).unwrap_or(0);
             return Some(Ok(MailMessage {
                 folder: self.folder.clone(),
                 flags: flags.to_vec(),
@@ -293,13 +277,7 @@ impl<R: BufRead> Mbox<R> {
 
 /// Flags from the Status, X-Status, X-Keywords (Dovecot), X-Mozilla-Status
 /// and X-Mozilla-Keys (Thunderbird) headers.
-fn header_flags(
-    name: &[u8],
-    value: &[u8],
-    flags: &mut FlagSet,
-    keywords: &mut Vec<String>,
-    pseudo: &mut bool,
-) {
+fn header_flags(name: &[u8], value: &[u8], flags: &mut FlagSet, keywords: &mut Vec<String>, pseudo: &mut bool) {
     let value_str = String::from_utf8_lossy(value);
     let value_str = value_str.trim();
     if name.eq_ignore_ascii_case(b"Status") {
@@ -319,9 +297,7 @@ fn header_flags(
                 _ => {}
             }
         }
-    } else if name.eq_ignore_ascii_case(b"X-Keywords")
-        || name.eq_ignore_ascii_case(b"X-Mozilla-Keys")
-    {
+    } else if name.eq_ignore_ascii_case(b"X-Keywords") || name.eq_ignore_ascii_case(b"X-Mozilla-Keys") {
         for kw in value_str.split(|c: char| c.is_ascii_whitespace() || c == ',') {
             if is_valid_keyword(kw) {
                 push_keyword(keywords, kw);
@@ -349,19 +325,12 @@ fn header_flags(
 }
 
 fn month_number(s: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    MONTHS
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(s))
-        .map(|i| i as u32 + 1)
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    MONTHS.iter().position(|m| m.eq_ignore_ascii_case(s)).map(|i| i as u32 + 1)
 }
 
 fn is_weekday(s: &str) -> bool {
-    ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        .iter()
-        .any(|d| d.eq_ignore_ascii_case(s))
+    ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].iter().any(|d| d.eq_ignore_ascii_case(s))
 }
 
 /// "HH:MM:SS" or "HH:MM" as seconds of the day.
@@ -442,10 +411,7 @@ impl<R: BufRead> Iterator for Mbox<R> {
 
 impl<R: BufRead> MailSource for Mbox<R> {
     fn estimate(&self) -> Estimate {
-        Estimate {
-            messages: None,
-            bytes: self.total_bytes,
-        }
+        Estimate { messages: None, bytes: self.total_bytes }
     }
 
     fn bytes_read(&self) -> u64 {
@@ -464,49 +430,19 @@ mod tests {
     #[test]
     fn from_line_dates() {
         let t = 1_795_788_000; // 2026-11-27 14:00:00 UTC
-        assert_eq!(
-            from_line_date(b"From sender Tue Nov 27 14:00:00 2026\n"),
-            Some(t)
-        );
-        assert_eq!(
-            from_line_date(b"From sender Tue Nov 27 14:00:00 2026\r\n"),
-            Some(t)
-        );
-        assert_eq!(
-            from_line_date(b"From - Tue Nov 27 14:00:00 2026\n"),
-            Some(t)
-        );
+        assert_eq!(from_line_date(b"From sender Tue Nov 27 14:00:00 2026\n"), Some(t));
+        assert_eq!(from_line_date(b"From sender Tue Nov 27 14:00:00 2026\r\n"), Some(t));
+        assert_eq!(from_line_date(b"From - Tue Nov 27 14:00:00 2026\n"), Some(t));
         assert_eq!(from_line_date(b"From Tue Nov 27 14:00:00 2026\n"), Some(t));
-        assert_eq!(
-            from_line_date(b"From a@b  Tue Nov 27 14:00 2026\n"),
-            Some(t)
-        );
-        assert_eq!(
-            from_line_date(b"From a@b Tue Nov 27 15:00:00 +0100 2026\n"),
-            Some(t)
-        );
-        assert_eq!(
-            from_line_date(b"From a@b Tue Nov 27 14:00:00 2026 +0000\n"),
-            Some(t)
-        );
-        assert_eq!(
-            from_line_date(b"From a@b Tue Nov 27 14:00:00 CET 2026\n"),
-            Some(t)
-        );
-        assert_eq!(
-            from_line_date(b"From \"a b\"@c Tue Nov 27 14:00:00 2026\n"),
-            Some(t)
-        );
-        assert_eq!(
-            from_line_date(b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n"),
-            Some(0)
-        );
+        assert_eq!(from_line_date(b"From a@b  Tue Nov 27 14:00 2026\n"), Some(t));
+        assert_eq!(from_line_date(b"From a@b Tue Nov 27 15:00:00 +0100 2026\n"), Some(t));
+        assert_eq!(from_line_date(b"From a@b Tue Nov 27 14:00:00 2026 +0000\n"), Some(t));
+        assert_eq!(from_line_date(b"From a@b Tue Nov 27 14:00:00 CET 2026\n"), Some(t));
+        assert_eq!(from_line_date(b"From \"a b\"@c Tue Nov 27 14:00:00 2026\n"), Some(t));
+        assert_eq!(from_line_date(b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n"), Some(0));
         assert_eq!(from_line_date(b"From here to eternity\n"), None);
         assert_eq!(from_line_date(b"From Jan 5 12:00 2020 onwards\n"), None);
         assert_eq!(from_line_date(b"From a@b\n"), None);
-        assert_eq!(
-            from_line_date(b">From a@b Tue Nov 27 14:00:00 2026\n"),
-            None
-        );
+        assert_eq!(from_line_date(b">From a@b Tue Nov 27 14:00:00 2026\n"), None);
     }
 }

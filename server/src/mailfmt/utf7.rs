@@ -162,10 +162,7 @@ mod tests {
         assert_eq!(utf7_imap_decode("&U,BTFw"), None);
         // Two adjacent base64 sections must be one.
         assert_eq!(utf7_imap_decode("&U,BTFw-&ZeVnLIqe-"), None);
-        assert_eq!(
-            utf7_imap_decode("&U,BTF2XlZyyKng-").as_deref(),
-            Some("台北日本語")
-        );
+        assert_eq!(utf7_imap_decode("&U,BTF2XlZyyKng-").as_deref(), Some("台北日本語"));
         assert_eq!(utf7_imap_encode("台北日本語"), "&U,BTF2XlZyyKng-");
         // A section followed by a literal '&' is fine.
         assert_eq!(utf7_imap_decode("&AOk-&-").as_deref(), Some("é&"));
@@ -182,18 +179,7 @@ mod tests {
 
     #[test]
     fn round_trip_many() {
-        let samples = [
-            "",
-            "a",
-            "é",
-            "éé",
-            "ééé",
-            "a&b&",
-            "x😀y🎉",
-            "日本語&台北",
-            "~",
-            "\u{7f}",
-        ];
+        let samples = ["", "a", "é", "éé", "ééé", "a&b&", "x😀y🎉", "日本語&台北", "~", "\u{7f}"];
         for s in samples {
             let enc = utf7_imap_encode(s);
             assert!(enc.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{enc}");

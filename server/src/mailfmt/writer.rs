@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::maildir::{KEYWORDS_FILE, parse_keywords};
-use super::{
-    FORWARDED, FlagSet, MailMessage, is_valid_keyword, normalize_folder, system_time,
-    utf7_imap_encode,
-};
+use super::{FORWARDED, FlagSet, MailMessage, is_valid_keyword, normalize_folder, system_time, utf7_imap_encode};
 
 /// Unique-name counter shared by all writers of the process.
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -20,16 +17,9 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub enum ExportError {
     /// An I/O operation failed; `action` says what was being done.
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: io::Error,
-    },
+    Io { path: PathBuf, action: &'static str, source: io::Error },
     /// The folder name cannot be written as a Maildir++ directory.
-    InvalidFolder {
-        folder: String,
-        reason: &'static str,
-    },
+    InvalidFolder { folder: String, reason: &'static str },
     /// A `\`-flag other than the five system flags (and `\Recent`, which is
     /// silently skipped).
     InvalidFlag { flag: String },
@@ -37,27 +27,16 @@ pub enum ExportError {
 
 impl ExportError {
     fn io(path: impl Into<PathBuf>, action: &'static str, source: io::Error) -> Self {
-        ExportError::Io {
-            path: path.into(),
-            action,
-            source,
-        }
+        ExportError::Io { path: path.into(), action, source }
     }
 }
 
 impl fmt::Display for ExportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExportError::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "could not {action} {}: {source}", path.display()),
+            ExportError::Io { path, action, source } => write!(f, "could not {action} {}: {source}", path.display()),
             ExportError::InvalidFolder { folder, reason } => {
-                write!(
-                    f,
-                    "cannot write folder \"{folder}\" as a Maildir++ folder: {reason}"
-                )
+                write!(f, "cannot write folder \"{folder}\" as a Maildir++ folder: {reason}")
             }
             ExportError::InvalidFlag { flag } => {
                 write!(f, "cannot write flag {flag}: Maildir has no letter for it")
@@ -111,12 +90,7 @@ impl MaildirWriter {
     pub fn create(dir: impl AsRef<Path>) -> Result<Self, ExportError> {
         let root = dir.as_ref().to_path_buf();
         fs::create_dir_all(&root).map_err(|e| ExportError::io(&root, "create directory", e))?;
-        let mut writer = MaildirWriter {
-            root,
-            host: host_name(),
-            folders: HashMap::new(),
-            touched: BTreeSet::new(),
-        };
+        let mut writer = MaildirWriter { root, host: host_name(), folders: HashMap::new(), touched: BTreeSet::new() };
         writer.folder("INBOX")?;
         Ok(writer)
     }
@@ -192,10 +166,7 @@ impl MaildirWriter {
                 dropped_keywords.push(kw.clone());
                 continue;
             }
-            let known = folder
-                .keywords
-                .iter()
-                .position(|k| k.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(kw)));
+            let known = folder.keywords.iter().position(|k| k.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(kw)));
             let index = match known {
                 Some(i) => i,
                 None => match folder.keywords.iter().position(Option::is_none) {
@@ -236,32 +207,23 @@ impl MaildirWriter {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(ExportError::io(&tmp, "create file", e)),
             };
-            if let Err(err) = fill(file, &tmp, msg).and_then(|()| {
-                fs::rename(&tmp, &path).map_err(|e| ExportError::io(&path, "rename into", e))
-            }) {
+            if let Err(err) = fill(file, &tmp, msg)
+                .and_then(|()| fs::rename(&tmp, &path).map_err(|e| ExportError::io(&path, "rename into", e)))
+            {
                 let _ = fs::remove_file(&tmp);
                 return Err(err);
             }
             self.touched.insert(dir.join("cur"));
-            return Ok(Written {
-                path,
-                dropped_keywords,
-            });
+            return Ok(Written { path, dropped_keywords });
         }
-        Err(ExportError::io(
-            dir.join("tmp"),
-            "find a free file name in",
-            io::Error::from(io::ErrorKind::AlreadyExists),
-        ))
+        Err(ExportError::io(dir.join("tmp"), "find a free file name in", io::Error::from(io::ErrorKind::AlreadyExists)))
     }
 
     /// Fsyncs every directory the writer changed, so that the renames are
     /// durable. Message files themselves are fsynced before their rename.
     pub fn finish(self) -> Result<(), ExportError> {
         for dir in &self.touched {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| ExportError::io(dir, "sync directory", e))?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ExportError::io(dir, "sync directory", e))?;
         }
         Ok(())
     }
@@ -269,13 +231,11 @@ impl MaildirWriter {
 
 /// Writes the message, sets its times, fsyncs.
 fn fill(mut file: File, path: &Path, msg: &MailMessage) -> Result<(), ExportError> {
-    file.write_all(&msg.bytes)
-        .map_err(|e| ExportError::io(path, "write", e))?;
+    file.write_all(&msg.bytes).map_err(|e| ExportError::io(path, "write", e))?;
     let t = system_time(msg.internal_date);
     file.set_times(FileTimes::new().set_accessed(t).set_modified(t))
         .map_err(|e| ExportError::io(path, "set the modification time of", e))?;
-    file.sync_all()
-        .map_err(|e| ExportError::io(path, "sync", e))
+    file.sync_all().map_err(|e| ExportError::io(path, "sync", e))
 }
 
 /// The Maildir++ directory name of a folder; `None` for INBOX (the root).
@@ -283,19 +243,14 @@ fn folder_dir_name(folder: &str) -> Result<Option<String>, ExportError> {
     if folder == "INBOX" {
         return Ok(None);
     }
-    let invalid = |reason| ExportError::InvalidFolder {
-        folder: folder.to_string(),
-        reason,
-    };
+    let invalid = |reason| ExportError::InvalidFolder { folder: folder.to_string(), reason };
     let mut dir = String::new();
     for component in folder.split('/') {
         if component.is_empty() {
             return Err(invalid("it has an empty hierarchy level"));
         }
         if component.contains('.') {
-            return Err(invalid(
-                "it contains '.', which Maildir++ uses as its hierarchy separator",
-            ));
+            return Err(invalid("it contains '.', which Maildir++ uses as its hierarchy separator"));
         }
         dir.push('.');
         dir.push_str(&utf7_imap_encode(component));
@@ -329,9 +284,7 @@ fn write_keywords(
         }
     }
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir
-        .join("tmp")
-        .join(format!("{KEYWORDS_FILE}.P{}Q{seq}", std::process::id()));
+    let tmp = dir.join("tmp").join(format!("{KEYWORDS_FILE}.P{}Q{seq}", std::process::id()));
     let result = File::create(&tmp)
         .and_then(|mut f| {
             f.write_all(text.as_bytes())?;
@@ -377,14 +330,8 @@ mod tests {
     fn folder_dirs() {
         assert_eq!(folder_dir_name("INBOX").unwrap(), None);
         assert_eq!(folder_dir_name("Sent").unwrap().as_deref(), Some(".Sent"));
-        assert_eq!(
-            folder_dir_name("Lists/rust").unwrap().as_deref(),
-            Some(".Lists.rust")
-        );
-        assert_eq!(
-            folder_dir_name("INBOX/Entwürfe").unwrap().as_deref(),
-            Some(".INBOX.Entw&APw-rfe")
-        );
+        assert_eq!(folder_dir_name("Lists/rust").unwrap().as_deref(), Some(".Lists.rust"));
+        assert_eq!(folder_dir_name("INBOX/Entwürfe").unwrap().as_deref(), Some(".INBOX.Entw&APw-rfe"));
         assert!(folder_dir_name("v1.2").is_err());
         assert!(folder_dir_name("a//b").is_err());
         assert!(folder_dir_name("").is_err());
