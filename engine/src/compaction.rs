@@ -14,7 +14,10 @@ use crate::error::CommitError;
 use crate::format::{Codec, SEGMENT_HEADER_LEN};
 use crate::record::{BLOB_PREFIX_LEN, META_PREFIX_LEN};
 use crate::state::BlobId;
-use crate::store::Store;
+use crate::store::{Relocation, Store};
+
+/// Blobs are copied forward in transactions of about this size.
+const RELOCATION_CHUNK_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionReport {
@@ -66,6 +69,8 @@ pub fn run(store: &Store, min_dead_ratio: f64) -> Result<CompactionReport, Commi
                     .map(|(id, b)| (*id, b.clone()))
                     .collect()
             };
+            let mut chunk: Vec<Relocation> = Vec::new();
+            let mut chunk_bytes = 0usize;
             for (id, b) in movers {
                 let data = match store.raw_data(b.data, BLOB_PREFIX_LEN) {
                     Ok(d) => d,
@@ -81,7 +86,15 @@ pub fn run(store: &Store, min_dead_ratio: f64) -> Result<CompactionReport, Commi
                 let codec = Codec::from_u8(b.codec).unwrap_or(Codec::None);
                 report.bytes_moved += data.len() as u64;
                 report.blobs_moved += 1;
-                store.relocate(id, segment, data, codec, meta)?;
+                chunk_bytes += data.len() + meta.as_ref().map_or(0, Vec::len);
+                chunk.push(Relocation { blob: id, data, codec, meta });
+                if chunk_bytes >= RELOCATION_CHUNK_BYTES {
+                    store.relocate(segment, std::mem::take(&mut chunk))?;
+                    chunk_bytes = 0;
+                }
+            }
+            if !chunk.is_empty() {
+                store.relocate(segment, chunk)?;
             }
             match store.drop_segment(segment) {
                 Ok(()) => {

@@ -107,6 +107,14 @@ impl PreparedMessage {
     }
 }
 
+/// A blob copied forward by compaction, its bytes exactly as stored.
+pub(crate) struct Relocation {
+    pub blob: BlobId,
+    pub data: Vec<u8>,
+    pub codec: Codec,
+    pub meta: Option<Vec<u8>>,
+}
+
 /// Result of a flag change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreOutcome {
@@ -228,11 +236,8 @@ enum Op {
     },
     Checkpoint,
     Relocate {
-        blob: BlobId,
         from_segment: u64,
-        data: Vec<u8>,
-        codec: Codec,
-        meta: Option<Vec<u8>>,
+        blobs: Vec<Relocation>,
     },
     DropSegment {
         segment: u64,
@@ -818,15 +823,9 @@ impl Store {
         self.submit(Op::Checkpoint).map(|_| ())
     }
 
-    pub(crate) fn relocate(
-        &self,
-        blob: BlobId,
-        from_segment: u64,
-        data: Vec<u8>,
-        codec: Codec,
-        meta: Option<Vec<u8>>,
-    ) -> Result<(), CommitError> {
-        self.submit(Op::Relocate { blob, from_segment, data, codec, meta }).map(|_| ())
+    /// Copies blobs (data and metadata, as stored) out of `from_segment` in one transaction.
+    pub(crate) fn relocate(&self, from_segment: u64, blobs: Vec<Relocation>) -> Result<(), CommitError> {
+        self.submit(Op::Relocate { from_segment, blobs }).map(|_| ())
     }
 
     pub(crate) fn drop_segment(&self, segment: u64) -> Result<(), CommitError> {
@@ -1380,21 +1379,24 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             let state = snapshot::encode_logical(st);
             Ok(Some(txn(vec![(Record::Checkpoint(crate::record::Checkpoint { state }), None)], Outcome::Unit)))
         }
-        Op::Relocate { blob, from_segment, data, codec, meta } => {
+        Op::Relocate { from_segment, blobs } => {
             // Relocations conflict with nothing but exclusive operations.
             if !ov.claim(&[]) {
                 return Ok(None);
             }
-            let Some(entry) = st.blobs.get(blob) else { return Ok(Some(txn(Vec::new(), Outcome::Unit))) };
-            if entry.data.segment != *from_segment && entry.meta.is_none_or(|m| m.segment != *from_segment) {
-                return Ok(Some(txn(Vec::new(), Outcome::Unit)));
-            }
-            let mut records = vec![(
-                Record::Blob { blob: *blob, hash: entry.hash, raw_len: entry.raw_len },
-                Some((*codec, data.clone())),
-            )];
-            if let Some(m) = meta {
-                records.push((Record::Meta { blob: *blob }, Some((Codec::None, m.clone()))));
+            let mut records = Vec::new();
+            for r in blobs {
+                let Some(entry) = st.blobs.get(&r.blob) else { continue };
+                if entry.data.segment != *from_segment && entry.meta.is_none_or(|m| m.segment != *from_segment) {
+                    continue;
+                }
+                records.push((
+                    Record::Blob { blob: r.blob, hash: entry.hash, raw_len: entry.raw_len },
+                    Some((r.codec, r.data.clone())),
+                ));
+                if let Some(m) = &r.meta {
+                    records.push((Record::Meta { blob: r.blob }, Some((Codec::None, m.clone()))));
+                }
             }
             Ok(Some(txn(records, Outcome::Unit)))
         }
