@@ -70,6 +70,8 @@ pub enum CommitError {
     /// An earlier sync failed, so the store no longer accepts writes until it is restarted
     /// (and recovers from the log).
     Stopped(String),
+    /// A conditional write found a value other than the one expected.
+    Conflict(String),
     /// The store is shutting down.
     Closed,
 }
@@ -91,6 +93,7 @@ impl std::fmt::Display for CommitError {
             CommitError::Stopped(e) => {
                 write!(f, "the store stopped accepting writes after a failed sync ({e}); restart it")
             }
+            CommitError::Conflict(k) => write!(f, "{k} was changed concurrently; nothing was written"),
             CommitError::Closed => write!(f, "the store is closing"),
         }
     }

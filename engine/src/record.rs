@@ -23,6 +23,8 @@ pub mod kind {
     pub const SPECIAL_USE: u8 = 13;
     pub const CHECKPOINT: u8 = 14;
     pub const SEGMENT_DROP: u8 = 15;
+    pub const KV_PUT: u8 = 16;
+    pub const KV_DELETE: u8 = 17;
     pub const COMMIT: u8 = 20;
     pub const SEAL: u8 = 21;
 
@@ -43,6 +45,8 @@ pub mod kind {
             SPECIAL_USE => "special-use",
             CHECKPOINT => "checkpoint",
             SEGMENT_DROP => "segment-drop",
+            KV_PUT => "kv-put",
+            KV_DELETE => "kv-delete",
             COMMIT => "commit",
             SEAL => "seal",
             _ => "unknown",
@@ -189,6 +193,14 @@ pub enum Record {
     /// The whole logical state at this point; replay resets to it.
     Checkpoint(Checkpoint),
     /// A segment has been compacted away; every blob it held lives in a later segment.
+    /// Sets a key of the store's small key-value directory (domains, users, aliases...).
+    KvPut {
+        key: String,
+        value: Vec<u8>,
+    },
+    KvDelete {
+        key: String,
+    },
     SegmentDrop {
         segment: u64,
     },
@@ -231,6 +243,8 @@ impl Record {
             Record::SpecialUse { .. } => kind::SPECIAL_USE,
             Record::Checkpoint(_) => kind::CHECKPOINT,
             Record::SegmentDrop { .. } => kind::SEGMENT_DROP,
+            Record::KvPut { .. } => kind::KV_PUT,
+            Record::KvDelete { .. } => kind::KV_DELETE,
             Record::Commit { .. } => kind::COMMIT,
             Record::Seal { .. } => kind::SEAL,
         }
@@ -348,6 +362,11 @@ impl Record {
             }
             Record::Checkpoint(c) => out.extend_from_slice(&c.state),
             Record::SegmentDrop { segment } => out.put_u64(*segment),
+            Record::KvPut { key, value } => {
+                out.put_str(key);
+                out.put_bytes(value);
+            }
+            Record::KvDelete { key } => out.put_str(key),
             Record::Commit { first_lsn, count, batch_seq, batch_end } => {
                 out.put_u64(*first_lsn);
                 out.put_u32(*count);
@@ -450,6 +469,8 @@ impl Record {
                 Record::Checkpoint(Checkpoint { state })
             }
             kind::SEGMENT_DROP => Record::SegmentDrop { segment: t.u64("segment")? },
+            kind::KV_PUT => Record::KvPut { key: t.string("key")?, value: t.bytes("value")?.to_vec() },
+            kind::KV_DELETE => Record::KvDelete { key: t.string("key")? },
             kind::COMMIT => Record::Commit {
                 first_lsn: t.u64("first lsn")?,
                 count: t.u32("count")?,
@@ -552,6 +573,8 @@ mod tests {
             Record::Copy { account: 1, from: 2, to: 3, modseq: 4, save_date: 5, first_uid: 6, uids: vec![(1, 2)] },
             Record::SpecialUse { account: 1, mailbox: 2, special_use: 1, modseq: 9 },
             Record::SegmentDrop { segment: 3 },
+            Record::KvPut { key: "user/a@x".into(), value: b"v".to_vec() },
+            Record::KvDelete { key: "user/a@x".into() },
             Record::Commit { first_lsn: 10, count: 2, batch_seq: 5, batch_end: true },
             Record::Seal { records: 10, last_lsn: 20 },
         ]

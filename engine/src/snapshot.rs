@@ -41,6 +41,7 @@ pub struct Logical {
     pub accounts: BTreeMap<AccountId, Account>,
     pub next_account: AccountId,
     pub last_uidvalidity: u32,
+    pub kv: BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,7 @@ pub fn encode_logical(state: &State) -> Vec<u8> {
         accounts: state.accounts.clone(),
         next_account: state.next_account,
         last_uidvalidity: state.last_uidvalidity,
+        kv: state.kv.clone(),
     };
     rkyv::to_bytes::<rkyv::rancor::Error>(&logical).expect("checkpoint serialization cannot fail").to_vec()
 }

@@ -198,6 +198,8 @@ pub struct State {
     pub dropped_segments: BTreeSet<u64>,
     /// Segment holding the latest CHECKPOINT record (0: none yet).
     pub checkpoint_segment: u64,
+    /// The small key-value directory (KV_PUT / KV_DELETE records).
+    pub kv: BTreeMap<String, Vec<u8>>,
 }
 
 /// A committed record that does not fit the state it is applied to: the log is inconsistent.
@@ -613,6 +615,12 @@ impl State {
                 }
                 self.dropped_segments.insert(*segment);
             }
+            Record::KvPut { key, value } => {
+                self.kv.insert(key.clone(), value.clone());
+            }
+            Record::KvDelete { key } => {
+                self.kv.remove(key);
+            }
             Record::Commit { .. } | Record::Seal { .. } => {}
         }
         Ok(())
@@ -625,6 +633,7 @@ impl State {
         self.account_names = self.accounts.values().map(|a| (a.name.clone(), a.id)).collect();
         self.next_account = self.next_account.max(logical.next_account);
         self.last_uidvalidity = self.last_uidvalidity.max(logical.last_uidvalidity);
+        self.kv = logical.kv;
         self.recount_refs()
     }
 

@@ -234,6 +234,12 @@ enum Op {
         is_move: bool,
         save_date: i64,
     },
+    /// Sets (`Some`) or deletes (`None`) keys, all or nothing. With `expect`, each key must
+    /// currently hold the given value (`None`: must be absent), else `Conflict`.
+    Kv {
+        writes: Vec<(String, Option<Vec<u8>>)>,
+        expect: Vec<(String, Option<Vec<u8>>)>,
+    },
     Checkpoint,
     Relocate {
         from_segment: u64,
@@ -805,6 +811,34 @@ impl Store {
         w.entry(account).or_insert_with(|| tokio::sync::watch::channel(current).0).subscribe()
     }
 
+    // ----- key-value directory ----------------------------------------------------
+
+    /// The value of a key of the store's key-value directory (used for domains, users,
+    /// aliases: small records with the same durability as mail).
+    pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.read_state().kv.get(key).cloned()
+    }
+
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    pub fn kv_scan(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let st = self.read_state();
+        st.kv
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Applies `writes` (value `None` deletes) atomically and durably, if every key in `expect`
+    /// currently holds the expected value (`None`: absent); otherwise `CommitError::Conflict`.
+    pub fn kv_write(
+        &self,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+        expect: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), CommitError> {
+        self.submit(Op::Kv { writes, expect }).map(|_| ())
+    }
+
     // ----- maintenance --------------------------------------------------------------
 
     /// Writes an index snapshot now.
@@ -885,6 +919,7 @@ struct Overlay {
     /// Mailboxes appended into.
     appended: HashSet<(AccountId, MailboxId)>,
     account_created: bool,
+    keys: HashSet<String>,
     nonempty: bool,
     exclusive: bool,
 }
@@ -894,6 +929,7 @@ enum Claim {
     Message(AccountId, MailboxId),
     Append(AccountId, MailboxId),
     Store,
+    Key(String),
     Exclusive,
 }
 
@@ -909,6 +945,7 @@ impl Overlay {
                 Claim::Message(a, m) => self.structural.contains(a) || self.message_locked.contains(&(*a, *m)),
                 Claim::Append(a, _) => self.structural.contains(a),
                 Claim::Store => self.account_created,
+                Claim::Key(k) => self.keys.contains(k),
                 Claim::Exclusive => self.nonempty,
             };
             if conflict {
@@ -930,6 +967,9 @@ impl Overlay {
                     self.appended.insert((*a, *m));
                 }
                 Claim::Store => self.account_created = true,
+                Claim::Key(k) => {
+                    self.keys.insert(k.clone());
+                }
                 Claim::Exclusive => self.exclusive = true,
             }
         }
@@ -1371,6 +1411,31 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             }
             let pairs = sorted.iter().enumerate().map(|(i, &u)| (u, first_uid + i as u32)).collect();
             Ok(Some(txn(records, Outcome::Copied(CopyOutcome { uidvalidity: dst.uidvalidity, pairs, modseq }))))
+        }
+        Op::Kv { writes, expect } => {
+            let mut claims: Vec<Claim> = Vec::new();
+            for (k, _) in writes.iter().chain(expect) {
+                if k.is_empty() || k.len() > 1024 {
+                    return Err(CommitError::NotAllowed(format!("invalid key {k:?}")));
+                }
+                claims.push(Claim::Key(k.clone()));
+            }
+            if !ov.claim(&claims) {
+                return Ok(None);
+            }
+            for (k, want) in expect {
+                if st.kv.get(k) != want.as_ref() {
+                    return Err(CommitError::Conflict(k.clone()));
+                }
+            }
+            let records = writes
+                .iter()
+                .map(|(key, v)| match v {
+                    Some(value) => (Record::KvPut { key: key.clone(), value: value.clone() }, None),
+                    None => (Record::KvDelete { key: key.clone() }, None),
+                })
+                .collect();
+            Ok(Some(txn(records, Outcome::Unit)))
         }
         Op::Checkpoint => {
             if !ov.claim(&[Claim::Exclusive]) {

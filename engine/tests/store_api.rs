@@ -200,3 +200,45 @@ impl SimpleRt {
         }
     }
 }
+
+#[test]
+fn key_value_directory_is_durable_and_conditional() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    store.kv_write(vec![("domain/example.test".into(), Some(b"{}".to_vec()))], vec![]).unwrap();
+    store
+        .kv_write(
+            vec![
+                ("user/a@example.test".into(), Some(b"hash-a".to_vec())),
+                ("user/b@example.test".into(), Some(b"hash-b".to_vec())),
+            ],
+            vec![("user/a@example.test".into(), None)],
+        )
+        .unwrap();
+    // Conditional write that does not hold changes nothing.
+    let err = store
+        .kv_write(
+            vec![("user/a@example.test".into(), Some(b"other".to_vec()))],
+            vec![("user/a@example.test".into(), None)],
+        )
+        .unwrap_err();
+    assert!(matches!(err, CommitError::Conflict(_)));
+    assert_eq!(store.kv_get("user/a@example.test").unwrap(), b"hash-a");
+    store.kv_write(vec![("user/b@example.test".into(), None)], vec![]).unwrap();
+    let users: Vec<String> = store.kv_scan("user/").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(users, ["user/a@example.test"]);
+    store.close().unwrap();
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.snap")).unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.kv_get("user/a@example.test").unwrap(), b"hash-a");
+    assert_eq!(store.kv_get("domain/example.test").unwrap(), b"{}");
+    assert!(store.kv_get("user/b@example.test").is_none());
+    // Compaction's checkpoint carries the directory.
+    store.compact(0.0).unwrap();
+    store.close().unwrap();
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.snap")).unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.kv_scan("").len(), 2);
+}
