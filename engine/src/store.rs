@@ -1153,12 +1153,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             let modseq = ov.next_modseq(st, *account);
             let mut records = Vec::new();
             let mut id = acc.next_mailbox;
+            // Missing parents of the new name are created. None of them can be in the renamed
+            // subtree: renaming a mailbox below itself was refused above.
             for parent in ancestors(&to) {
-                if acc.by_name.contains_key(parent)
-                    && !renames.iter().any(|(rid, _)| acc.mailboxes.get(rid).is_some_and(|m| m.name == parent))
-                {
-                    continue;
-                }
                 if acc.by_name.contains_key(parent) {
                     continue;
                 }
