@@ -1145,7 +1145,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             for (name, id) in acc.by_name.range(prefix.clone()..) {
                 let Some(rest) = name.strip_prefix(&prefix) else { break };
                 let new = format!("{to}/{rest}");
-                if acc.by_name.contains_key(&new) {
+                // A name freed by this rename (`from` or below it) may be taken again by it
+                // ("A/B" -> "A" moves "A/B/B" to "A/B").
+                if new != from && !new.starts_with(&prefix) && acc.by_name.contains_key(&new) {
                     return Err(CommitError::MailboxExists(new));
                 }
                 renames.push((*id, new));
