@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Postlog's test command: installs what the tests need (Debian packages, cargo tools), then
+# runs every check CI runs. Usage: scripts/test.sh   (FUZZ_SECONDS=N to change the fuzz smoke run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+
+# Debian packages the tests drive. Each test that needs a program fails (never skips) when it
+# is missing, so install them all first.
+PACKAGES=(ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# cargo-fuzz for the fuzz smoke run.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+
+echo "== fmt";    cargo fmt --all -- --check
+echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
+echo "== tests";  cargo test --workspace --release
+echo "== fuzz smoke"; fuzz/smoke.sh "${FUZZ_SECONDS:-15}"
+echo "== bench smoke"; cargo run --release -q -p postlog-benches --bin storebench -- --quick
+echo "all checks passed"
