@@ -50,10 +50,22 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OpenError {
 /// Loads the snapshot, or `None` with the reason it was not usable.
 pub fn load_snapshot(backend: &dyn Backend) -> Result<snapshot::Snapshot, String> {
     let file = backend.open(SNAPSHOT_FILE).map_err(|e| format!("no snapshot: {e}"))?;
-    let len = file.len().map_err(|e| e.to_string())?;
-    let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string())?;
+    let bytes = snapshot::read_aligned(&*file).map_err(|e| e.to_string())?;
     snapshot::decode(&bytes).map_err(|e| e.to_string())
+}
+
+/// Whether any byte of `file` from `offset` to its end is not zero.
+fn nonzero_after(file: &dyn BackendFile, offset: u64) -> std::io::Result<bool> {
+    let len = file.len()?;
+    let mut at = offset;
+    while at < len {
+        let n = (len - at).min(1 << 20);
+        if file.view(at, n as usize)?.iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+        at += n;
+    }
+    Ok(false)
 }
 
 pub fn recover(backend: &dyn Backend, read_only: bool) -> Result<Recovered, OpenError> {
@@ -124,6 +136,7 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
         after
     };
     let mut tolerant = start.is_none() && last_gap_after.is_some();
+    let mut checkpoint_replayed = false;
     let mut active = None;
 
     let first_index = match start {
@@ -235,6 +248,7 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
                     }
                     for (rec, data, _) in pending.drain(..) {
                         let is_checkpoint = matches!(rec, Record::Checkpoint(_));
+                        checkpoint_replayed |= is_checkpoint;
                         match state.apply(&rec, data) {
                             Ok(()) => {}
                             Err(_) if tolerant && !matches!(rec, Record::Blob { .. } | Record::Meta { .. }) => {}
@@ -262,8 +276,20 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             }
         }
         if bad.is_none() {
+            // Zeros end the log, but only if nothing follows them: data after a zero hole is an
+            // unsynced batch that was partly written back (a torn tail, to cut before new
+            // records overwrite part of it), or synced data that lost bytes (corruption).
+            let data_after_zeros = match &end {
+                ScanEnd::Clean { offset } if !sealed => {
+                    nonzero_after(&*file, *offset).map_err(io_err(format!("read segment {id}")))?
+                }
+                _ => false,
+            };
             match &end {
                 ScanEnd::Bad { offset, reason } => bad = Some((*offset, reason.clone())),
+                ScanEnd::Clean { offset } if data_after_zeros => {
+                    bad = Some((*offset, "data after zeros at the end of the log".into()))
+                }
                 ScanEnd::Clean { offset } if !pending.is_empty() => {
                     bad = Some((*offset, "transaction without commit at the end of the log".into()))
                 }
@@ -310,7 +336,8 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             }
             report.torn_cut = Some((id, committed_end, len.saturating_sub(committed_end)));
             next_lsn -= pending.len() as u64;
-            active = Some(ActiveSegment { id, file, end: committed_end, sealed: false, records: 0 });
+            // Cut after a SEAL: the segment stays sealed, so the writer starts the next one.
+            active = Some(ActiveSegment { id, file, end: committed_end, sealed, records: 0 });
             ids.truncate(i + 1);
             break;
         }
@@ -337,7 +364,11 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             reason: "older segments are missing and no checkpoint follows them".into(),
         });
     }
-    state.recount_refs().map_err(|e| OpenError::Corrupt { segment: 0, offset: 0, reason: e.0 })?;
+    // Reference counts are kept by every apply and stored in the snapshot; they need counting
+    // afresh only when replay began from nothing or passed a checkpoint (which counts leniently).
+    if !report.snapshot_used || checkpoint_replayed {
+        state.recount_refs().map_err(|e| OpenError::Corrupt { segment: 0, offset: 0, reason: e.0 })?;
+    }
     // Segments whose drop was committed but whose file survived a crash.
     for seg in state.dropped_segments.clone() {
         if segments.get(seg).is_some() && !read_only {

@@ -6,7 +6,8 @@
 //!   8  version u32 (FORMAT_VERSION)
 //!  12  crc32c  u32 of the archive bytes
 //!  16  length  u64 of the archive bytes
-//!  24  archive (rkyv, validated with bytecheck before use)
+//!  24  reserved, 8 zero bytes (so the archive starts 16-byte aligned)
+//!  32  archive (rkyv, validated with bytecheck before use)
 //! ```
 //! A snapshot is written to a temp file, synced, renamed over the old one, and the directory
 //! synced. A snapshot that is missing, fails its CRC or validation, or points at a log
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PLOGSNAP";
 pub const SNAPSHOT_FILE: &str = "index.snap";
-pub const SNAPSHOT_HEADER_LEN: usize = 24;
+pub const SNAPSHOT_HEADER_LEN: usize = 32;
 
 /// Where replay resumes after a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -74,10 +75,13 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     out.extend_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&crate::format::crc32c(&archive).to_le_bytes());
     out.extend_from_slice(&(archive.len() as u64).to_le_bytes());
+    out.extend_from_slice(&[0u8; 8]);
     out.extend_from_slice(&archive);
     out
 }
 
+/// Decodes a snapshot file's bytes. The archive is validated where it lies when `bytes` is
+/// 16-byte aligned (as [`read_aligned`] returns them), else from an aligned copy.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     let header = bytes.get(..SNAPSHOT_HEADER_LEN).ok_or(SnapshotError::Short)?;
     if header[0..8] != SNAPSHOT_MAGIC {
@@ -96,9 +100,21 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     if crate::format::crc32c(body) != crc {
         return Err(SnapshotError::BadCrc);
     }
+    if (body.as_ptr() as usize).is_multiple_of(16) {
+        return rkyv::from_bytes::<Snapshot, rkyv::rancor::Error>(body).map_err(|e| SnapshotError::Invalid(e.to_string()));
+    }
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
     aligned.extend_from_slice(body);
     rkyv::from_bytes::<Snapshot, rkyv::rancor::Error>(&aligned).map_err(|e| SnapshotError::Invalid(e.to_string()))
+}
+
+/// Reads a whole file into a 16-byte-aligned buffer, so a snapshot in it is validated in place.
+pub fn read_aligned(file: &dyn crate::backend::BackendFile) -> std::io::Result<rkyv::util::AlignedVec<16>> {
+    let len = usize::try_from(file.len()?).map_err(|_| std::io::Error::other("snapshot too large"))?;
+    let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(len);
+    buf.resize(len, 0);
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
 }
 
 pub fn encode_logical(state: &State) -> Vec<u8> {

@@ -55,6 +55,10 @@ pub mod special_use {
 /// Most keywords a mailbox can hold (they are a bitmap per message).
 pub const MAX_KEYWORDS_PER_MAILBOX: usize = 64;
 
+/// Largest raw message length a BLOB record may claim (1 TiB): far above any message, low
+/// enough that byte counters summed over messages cannot overflow.
+pub const MAX_RAW_LEN: u64 = 1 << 40;
+
 /// Where bytes live in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Loc {
@@ -263,6 +267,10 @@ impl State {
     pub fn apply(&mut self, rec: &Record, data: Option<DataLoc>) -> Result<(), ApplyError> {
         match rec {
             Record::AccountCreate { account, name } => {
+                // Ids at the top of their range would make the next-id counters wrap.
+                if *account == AccountId::MAX {
+                    return bad(format!("account id {account} is out of range"));
+                }
                 if self.accounts.contains_key(account) || self.account_names.contains_key(name) {
                     return bad(format!("account {account} ({name}) created twice"));
                 }
@@ -297,6 +305,9 @@ impl State {
             }
             Record::MailboxCreate { account, mailbox, name, uidvalidity, special_use, modseq } => {
                 let acc = self.account_mut(*account)?;
+                if *mailbox == MailboxId::MAX {
+                    return bad(format!("mailbox id {mailbox} is out of range"));
+                }
                 if acc.mailboxes.contains_key(mailbox) || acc.by_name.contains_key(name) {
                     return bad(format!("mailbox {mailbox} ({name}) of account {account} created twice"));
                 }
@@ -368,6 +379,15 @@ impl State {
             }
             Record::Blob { blob, hash, raw_len } => {
                 let Some(d) = data else { return bad(format!("blob {blob} without data location")) };
+                if *blob == BlobId::MAX {
+                    return bad(format!("blob id {blob} is out of range"));
+                }
+                // The raw length feeds the usage counters and the read path's buffer: a plain
+                // body is exactly its data; a compressed one is bounded so sums cannot wrap.
+                let plain = d.codec == crate::format::Codec::None as u8;
+                if (plain && *raw_len != u64::from(d.loc.len)) || *raw_len > MAX_RAW_LEN {
+                    return bad(format!("blob {blob} claims {raw_len} bytes for {} stored", d.loc.len));
+                }
                 match self.blobs.get_mut(blob) {
                     // A later copy of the same blob (compaction moved it): follow it.
                     Some(existing) if existing.hash == *hash => {
@@ -421,7 +441,7 @@ impl State {
                 let Some(mb) = acc.mailboxes.get_mut(mailbox) else {
                     return bad(format!("append to missing mailbox {mailbox} of account {account}"));
                 };
-                if *uid < mb.uidnext || *uid == 0 {
+                if *uid < mb.uidnext || *uid == 0 || *uid == Uid::MAX {
                     return bad(format!("append of UID {uid} below UIDNEXT {} in mailbox {mailbox}", mb.uidnext));
                 }
                 let Some(kw) = mb.keyword_bits_adding(keywords) else {
@@ -548,6 +568,9 @@ impl State {
                 };
                 if *first_uid < dst.uidnext || *first_uid == 0 {
                     return bad(format!("copy to UID {first_uid} below UIDNEXT {} in mailbox {to}", dst.uidnext));
+                }
+                if u64::from(*first_uid) + copied.len() as u64 > u64::from(Uid::MAX) {
+                    return bad(format!("copy of {} messages from UID {first_uid} runs out of UIDs", copied.len()));
                 }
                 let mut next = *first_uid;
                 let mut added = 0u64;

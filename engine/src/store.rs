@@ -49,7 +49,7 @@ impl Default for Options {
         Options {
             max_segment_bytes: 256 << 20,
             compress_min_bytes: 512,
-            zstd_level: 3,
+            zstd_level: 1,
             snapshot_every_bytes: 512 << 20,
             max_batch_bytes: 32 << 20,
         }
@@ -92,7 +92,7 @@ impl PreparedMessage {
         let hash: [u8; 32] = sha2::Sha256::digest(raw).into();
         let meta = crate::meta::parse(raw).encode();
         let (codec, stored) = if raw.len() >= options.compress_min_bytes {
-            match zstd::bulk::compress(raw, options.zstd_level) {
+            match compress(raw, options.zstd_level) {
                 Ok(c) if c.len() < raw.len() => (Codec::Zstd, c),
                 _ => (Codec::None, raw.to_vec()),
             }
@@ -113,6 +113,22 @@ pub(crate) struct Relocation {
     pub data: Vec<u8>,
     pub codec: Codec,
     pub meta: Option<Vec<u8>>,
+}
+
+thread_local! {
+    /// One zstd context per thread (and level), reused across messages.
+    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    ZSTD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        c.compress(raw)
+    })
 }
 
 /// Result of a flag change.
@@ -1217,10 +1233,14 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 return Err(CommitError::NotAllowed("append without a destination".into()));
             }
             let mut claims = Vec::new();
+            // Keywords of all the targets in one mailbox: they all join its table.
+            let mut brought: HashMap<(AccountId, MailboxId), Vec<String>> = HashMap::new();
             for t in targets {
                 let mb = mailbox_of(st, t.account, t.mailbox)?;
                 check_keywords(&t.keywords)?;
-                if mb.keywords.len() + mb.new_keyword_count(&t.keywords) > crate::state::MAX_KEYWORDS_PER_MAILBOX {
+                let names = brought.entry((t.account, t.mailbox)).or_default();
+                names.extend(t.keywords.iter().cloned());
+                if mb.keywords.len() + mb.new_keyword_count(names) > crate::state::MAX_KEYWORDS_PER_MAILBOX {
                     return Err(CommitError::TooManyKeywords);
                 }
                 if mb.new_keyword_count(&t.keywords) > 0 {

@@ -1,4 +1,5 @@
-//! The command line: `postlog serve | dump | check | repair | import | export | account`.
+//! The command line: `postlog serve | dump | check | repair | import | export | account |
+//! domain | user | alias`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,15 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Manage the domains this server receives mail for (works whether or not the server runs).
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Manage users: an account with its mailboxes and a password (works whether or not the server runs).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage aliases: addresses that deliver to users or remote addresses (works whether or not the server runs).
+    #[command(subcommand)]
+    Alias(AliasCommand),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +121,82 @@ pub enum AccountCommand {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Add a local domain.
+    Add {
+        /// The domain, e.g. example.test (an internationalized one in its xn-- form).
+        domain: String,
+    },
+    /// Delete a local domain; refused while it has users or aliases, unless --force.
+    Del {
+        domain: String,
+        /// Also delete its users, WITH ALL THEIR MAIL, and its aliases.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List local domains with their numbers of users and aliases.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user: an account with INBOX, Drafts, Sent, Junk, Trash and Archive, and a password.
+    ///
+    /// The address's domain must be a local domain. Addresses are matched without regard to
+    /// case; the local part is kept as typed for display. Without --password-stdin, the
+    /// password is asked for twice on the terminal.
+    Add {
+        /// The user's address, e.g. alice@example.test.
+        address: String,
+        /// Read the password from standard input (all of it, without a final line end).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user AND ALL ITS MAIL (every mailbox and message of its account).
+    Del { address: String },
+    /// Change a user's password.
+    Passwd {
+        address: String,
+        /// Read the password from standard input (all of it, without a final line end).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users (of one domain, or all) with their mail use and quota.
+    List {
+        /// Only users of this domain.
+        domain: Option<String>,
+    },
+    /// Set a user's storage quota: a size such as 500M or 2G (powers of 1024), "unlimited",
+    /// or "default" to follow [quota] default of the configuration.
+    Quota {
+        address: String,
+        #[arg(value_name = "SIZE|unlimited|default")]
+        size: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Make an address deliver to one or more targets (local users or aliases, or remote
+    /// addresses); adds targets to an existing alias. "@example.test" is the domain's
+    /// catch-all: it takes mail for every address of the domain that is no user or alias.
+    Add {
+        /// The alias address, or @DOMAIN for the catch-all.
+        source: String,
+        /// Where its mail goes.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Remove targets from an alias; without targets (or when none is left), the whole alias.
+    Del { source: String, targets: Vec<String> },
+    /// List aliases (of one domain, or all).
+    List {
+        /// Only aliases of this domain.
+        domain: Option<String>,
+    },
+}
+
 /// Sets up logging on stderr: `RUST_LOG` if set, else `default`.
 fn init_logging(default: &str) {
     use std::io::IsTerminal;
@@ -135,8 +221,14 @@ pub fn main() -> ExitCode {
         Command::Import(_) => "import",
         Command::Export(_) => "export",
         Command::Account(_) => "account",
+        Command::Domain(_) => "domain",
+        Command::User(_) => "user",
+        Command::Alias(_) => "alias",
     };
-    init_logging(if matches!(cli.command, Command::Serve) { "info" } else { "warn" });
+    // `serve` sets its logs up from the configuration's [log] table (frame::logging).
+    if !matches!(cli.command, Command::Serve) {
+        init_logging("warn");
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -162,5 +254,65 @@ pub fn run(cli: Cli) -> Result<i32, CmdError> {
         Command::Export(a) => crate::export::run(&config, &a),
         Command::Account(AccountCommand::Add { address }) => crate::account::add(&config, &address),
         Command::Account(AccountCommand::List) => crate::account::list(&config),
+        Command::Domain(c) => run_directory(&config, domain_request(c)),
+        Command::User(c) => run_directory(&config, user_request(c)?),
+        Command::Alias(c) => run_directory(&config, alias_request(c)),
+    }
+}
+
+fn run_directory(config: &Config, request: crate::control::Request) -> Result<i32, CmdError> {
+    let response = crate::control::run_request(config, config.quota.default_bytes, request)?;
+    crate::control::print_response(&response)
+}
+
+fn domain_request(c: DomainCommand) -> crate::control::Request {
+    use crate::control::Request;
+    match c {
+        DomainCommand::Add { domain } => Request::DomainAdd { domain },
+        DomainCommand::Del { domain, force } => Request::DomainDel { domain, force },
+        DomainCommand::List => Request::DomainList,
+    }
+}
+
+fn user_request(c: UserCommand) -> Result<crate::control::Request, CmdError> {
+    use crate::control::Request;
+    let credentials = |address: &str, from_stdin: bool| -> Result<crate::directory::Credentials, CmdError> {
+        // Check the address before asking for a password.
+        crate::directory::Address::parse(address).map_err(|e| CmdError::new(e.to_string()))?;
+        let password =
+            if from_stdin { crate::password::from_stdin()? } else { crate::password::from_terminal(address)? };
+        crate::directory::Credentials::derive(password.expose_secret()).map_err(|e| CmdError::new(e.to_string()))
+    };
+    Ok(match c {
+        UserCommand::Add { address, password_stdin } => {
+            let credentials = credentials(&address, password_stdin)?;
+            Request::UserAdd { address, credentials }
+        }
+        UserCommand::Del { address } => Request::UserDel { address },
+        UserCommand::Passwd { address, password_stdin } => {
+            let credentials = credentials(&address, password_stdin)?;
+            Request::UserPasswd { address, credentials }
+        }
+        UserCommand::List { domain } => Request::UserList { domain },
+        UserCommand::Quota { address, size } => {
+            let quota_bytes = match size.trim().to_ascii_lowercase().as_str() {
+                "default" => None,
+                "unlimited" => Some(0),
+                _ => Some(
+                    crate::config::parse_size(&size)
+                        .map_err(|e| CmdError::new(format!("the quota {e}; or give \"unlimited\" or \"default\"")))?,
+                ),
+            };
+            Request::UserQuota { address, quota_bytes }
+        }
+    })
+}
+
+fn alias_request(c: AliasCommand) -> crate::control::Request {
+    use crate::control::Request;
+    match c {
+        AliasCommand::Add { source, targets } => Request::AliasAdd { source, targets },
+        AliasCommand::Del { source, targets } => Request::AliasDel { source, targets },
+        AliasCommand::List { domain } => Request::AliasList { domain },
     }
 }

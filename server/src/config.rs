@@ -1,33 +1,107 @@
 //! The configuration file (TOML) and its embedded defaults.
 //!
 //! Every key is optional in a file: what a file leaves out keeps its default. Unknown keys
-//! and bad values are errors that name the key.
+//! and bad values are errors that name the key. Every key is documented, with its default, in
+//! `docs/configuration.md`; `postlog.example.toml` at the repository root sets them all.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The defaults used without `--config`, and for every key a file leaves out.
+/// The defaults used without `--config`, and for every key a file leaves out. `hostname` is
+/// not here: without one, the system's host name is used (see [`Config::defaults`]).
 pub const DEFAULT_CONFIG: &str = r#"# Postlog's embedded defaults.
-hostname = "localhost"
 data_dir = "./postlog-data"
 
 [listen]
-smtp = "0.0.0.0:25"
-submission = "0.0.0.0:587"
-submissions = "0.0.0.0:465"
-lmtp = "127.0.0.1:24"
-imap = "0.0.0.0:143"
-imaps = "0.0.0.0:993"
-pop3 = "0.0.0.0:110"
-pop3s = "0.0.0.0:995"
+smtp = "127.0.0.1:2525"
+submission = "127.0.0.1:2587"
+submissions = "127.0.0.1:2465"
+lmtp = "127.0.0.1:2424"
+imap = "127.0.0.1:2143"
+imaps = "127.0.0.1:2993"
+pop3 = "127.0.0.1:2110"
+pop3s = "127.0.0.1:2995"
 http = "127.0.0.1:8080"
+
+[limits]
+max_connections = 1000
+max_connections_per_ip = 50
+
+[timeouts]
+smtp = 300
+imap = 1800
+pop3 = 600
+http = 60
+shutdown_grace = 10
+
+[auth]
+plaintext_on_loopback = true
+max_failures_per_ip = 10
+max_failures_per_account = 20
+failure_window = 900
+lockout = 900
+delay_step_ms = 500
+delay_max_ms = 5000
+
+[quota]
+default = "0"
+
+[log]
+level = "info"
+format = "text"
 "#;
 
 /// The keys of the `[listen]` table, in the order they are documented.
 pub const LISTENERS: [&str; 9] =
     ["smtp", "submission", "submissions", "lmtp", "imap", "imaps", "pop3", "pop3s", "http"];
+
+/// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
+/// documented and set in the example file.
+pub const KEYS: [&str; 36] = [
+    "hostname",
+    "data_dir",
+    "listen.smtp",
+    "listen.submission",
+    "listen.submissions",
+    "listen.lmtp",
+    "listen.imap",
+    "listen.imaps",
+    "listen.pop3",
+    "listen.pop3s",
+    "listen.http",
+    "tls.cert",
+    "tls.key",
+    "limits.max_connections",
+    "limits.max_connections_per_ip",
+    "timeouts.smtp",
+    "timeouts.imap",
+    "timeouts.pop3",
+    "timeouts.http",
+    "timeouts.shutdown_grace",
+    "auth.plaintext_on_loopback",
+    "auth.max_failures_per_ip",
+    "auth.max_failures_per_account",
+    "auth.failure_window",
+    "auth.lockout",
+    "auth.delay_step_ms",
+    "auth.delay_max_ms",
+    "quota.default",
+    "log.level",
+    "log.format",
+    // Tables themselves, so that the docs name each one.
+    "[listen]",
+    "[tls]",
+    "[limits]",
+    "[timeouts]",
+    "[auth]",
+    "[quota]",
+];
+
+/// The longest duration any key accepts: one year. Larger values would overflow timers.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +109,12 @@ struct RawConfig {
     hostname: Option<toml::Value>,
     data_dir: Option<toml::Value>,
     listen: Option<RawListen>,
+    tls: Option<RawTls>,
+    limits: Option<RawLimits>,
+    timeouts: Option<RawTimeouts>,
+    auth: Option<RawAuth>,
+    quota: Option<RawQuota>,
+    log: Option<RawLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,19 +132,143 @@ struct RawListen {
 }
 
 impl RawListen {
-    fn get(&self, key: &str) -> Option<&toml::Value> {
+    fn get(&self, key: ListenerKey) -> Option<&toml::Value> {
         match key {
-            "smtp" => self.smtp.as_ref(),
-            "submission" => self.submission.as_ref(),
-            "submissions" => self.submissions.as_ref(),
-            "lmtp" => self.lmtp.as_ref(),
-            "imap" => self.imap.as_ref(),
-            "imaps" => self.imaps.as_ref(),
-            "pop3" => self.pop3.as_ref(),
-            "pop3s" => self.pop3s.as_ref(),
-            "http" => self.http.as_ref(),
-            _ => None,
+            ListenerKey::Smtp => self.smtp.as_ref(),
+            ListenerKey::Submission => self.submission.as_ref(),
+            ListenerKey::Submissions => self.submissions.as_ref(),
+            ListenerKey::Lmtp => self.lmtp.as_ref(),
+            ListenerKey::Imap => self.imap.as_ref(),
+            ListenerKey::Imaps => self.imaps.as_ref(),
+            ListenerKey::Pop3 => self.pop3.as_ref(),
+            ListenerKey::Pop3s => self.pop3s.as_ref(),
+            ListenerKey::Http => self.http.as_ref(),
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<toml::Value>,
+    key: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<toml::Value>,
+    max_connections_per_ip: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    smtp: Option<toml::Value>,
+    imap: Option<toml::Value>,
+    pop3: Option<toml::Value>,
+    http: Option<toml::Value>,
+    shutdown_grace: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    plaintext_on_loopback: Option<toml::Value>,
+    max_failures_per_ip: Option<toml::Value>,
+    max_failures_per_account: Option<toml::Value>,
+    failure_window: Option<toml::Value>,
+    lockout: Option<toml::Value>,
+    delay_step_ms: Option<toml::Value>,
+    delay_max_ms: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    default: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<toml::Value>,
+    format: Option<toml::Value>,
+}
+
+/// One listener of the `[listen]` table: which protocol it speaks and whether TLS starts
+/// before the first byte (implicit TLS) or by STARTTLS/STLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ListenerKey {
+    Smtp,
+    Submission,
+    Submissions,
+    Lmtp,
+    Imap,
+    Imaps,
+    Pop3,
+    Pop3s,
+    Http,
+}
+
+/// The protocol a listener speaks; idle timeouts are per protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Smtp,
+    Lmtp,
+    Imap,
+    Pop3,
+    Http,
+}
+
+impl ListenerKey {
+    /// All listeners, in documented order.
+    pub const ALL: [ListenerKey; 9] = [
+        ListenerKey::Smtp,
+        ListenerKey::Submission,
+        ListenerKey::Submissions,
+        ListenerKey::Lmtp,
+        ListenerKey::Imap,
+        ListenerKey::Imaps,
+        ListenerKey::Pop3,
+        ListenerKey::Pop3s,
+        ListenerKey::Http,
+    ];
+
+    /// The key's name in `[listen]` (and the `listener` label in metrics and logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKey::Smtp => "smtp",
+            ListenerKey::Submission => "submission",
+            ListenerKey::Submissions => "submissions",
+            ListenerKey::Lmtp => "lmtp",
+            ListenerKey::Imap => "imap",
+            ListenerKey::Imaps => "imaps",
+            ListenerKey::Pop3 => "pop3",
+            ListenerKey::Pop3s => "pop3s",
+            ListenerKey::Http => "http",
+        }
+    }
+
+    /// Whether the TLS handshake comes first (RFC 8314 ports: submissions, imaps, pop3s).
+    pub fn implicit_tls(self) -> bool {
+        matches!(self, ListenerKey::Submissions | ListenerKey::Imaps | ListenerKey::Pop3s)
+    }
+
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ListenerKey::Smtp | ListenerKey::Submission | ListenerKey::Submissions => Protocol::Smtp,
+            ListenerKey::Lmtp => Protocol::Lmtp,
+            ListenerKey::Imap | ListenerKey::Imaps => Protocol::Imap,
+            ListenerKey::Pop3 | ListenerKey::Pop3s => Protocol::Pop3,
+            ListenerKey::Http => Protocol::Http,
+        }
+    }
+}
+
+impl std::fmt::Display for ListenerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -83,28 +287,163 @@ pub struct Listen {
 }
 
 impl Listen {
-    fn slot(&mut self, key: &str) -> &mut Option<SocketAddr> {
+    /// The address of one listener (`None`: off).
+    pub fn get(&self, key: ListenerKey) -> Option<SocketAddr> {
         match key {
-            "smtp" => &mut self.smtp,
-            "submission" => &mut self.submission,
-            "submissions" => &mut self.submissions,
-            "lmtp" => &mut self.lmtp,
-            "imap" => &mut self.imap,
-            "imaps" => &mut self.imaps,
-            "pop3" => &mut self.pop3,
-            "pop3s" => &mut self.pop3s,
-            _ => &mut self.http,
+            ListenerKey::Smtp => self.smtp,
+            ListenerKey::Submission => self.submission,
+            ListenerKey::Submissions => self.submissions,
+            ListenerKey::Lmtp => self.lmtp,
+            ListenerKey::Imap => self.imap,
+            ListenerKey::Imaps => self.imaps,
+            ListenerKey::Pop3 => self.pop3,
+            ListenerKey::Pop3s => self.pop3s,
+            ListenerKey::Http => self.http,
+        }
+    }
+
+    /// The listeners that are on, in documented order.
+    pub fn enabled(&self) -> impl Iterator<Item = (ListenerKey, SocketAddr)> + '_ {
+        ListenerKey::ALL.into_iter().filter_map(|k| self.get(k).map(|a| (k, a)))
+    }
+
+    fn slot(&mut self, key: ListenerKey) -> &mut Option<SocketAddr> {
+        match key {
+            ListenerKey::Smtp => &mut self.smtp,
+            ListenerKey::Submission => &mut self.submission,
+            ListenerKey::Submissions => &mut self.submissions,
+            ListenerKey::Lmtp => &mut self.lmtp,
+            ListenerKey::Imap => &mut self.imap,
+            ListenerKey::Imaps => &mut self.imaps,
+            ListenerKey::Pop3 => &mut self.pop3,
+            ListenerKey::Pop3s => &mut self.pop3s,
+            ListenerKey::Http => &mut self.http,
         }
     }
 }
 
+/// The certificate chain and private key files (PEM) of `[tls]`. Both or neither: without
+/// them, a self-signed certificate generated on first start in `<data_dir>/tls/` is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[limits]`: connections admitted at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Over all listeners.
+    pub max_connections: u32,
+    /// From one client address (IPv4-mapped IPv6 counts as the IPv4 address), over all listeners.
+    pub max_connections_per_ip: u32,
+}
+
+/// `[timeouts]`: idle timeouts per protocol, and the shutdown grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// SMTP, submission(s) and LMTP.
+    pub smtp: Duration,
+    pub imap: Duration,
+    pub pop3: Duration,
+    pub http: Duration,
+    /// How long sessions get to finish after SIGTERM/SIGINT before they are cut.
+    pub shutdown_grace: Duration,
+}
+
+impl Timeouts {
+    /// The idle timeout of a protocol.
+    pub fn idle(&self, protocol: Protocol) -> Duration {
+        match protocol {
+            Protocol::Smtp | Protocol::Lmtp => self.smtp,
+            Protocol::Imap => self.imap,
+            Protocol::Pop3 => self.pop3,
+            Protocol::Http => self.http,
+        }
+    }
+}
+
+/// `[auth]`: when plain-text authentication is allowed, and the brute-force limiter's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Loopback connections count as secured for plain-text mechanisms (as in Dovecot).
+    pub plaintext_on_loopback: bool,
+    /// Failures from one client address within `failure_window` before it is locked out.
+    pub max_failures_per_ip: u32,
+    /// Failures for one account within `failure_window` before it is locked out.
+    pub max_failures_per_account: u32,
+    pub failure_window: Duration,
+    /// How long an address (or account) is refused after too many failures.
+    pub lockout: Duration,
+    /// Added to the answer of an attempt per recent failure, up to `delay_max`.
+    pub delay_step: Duration,
+    pub delay_max: Duration,
+}
+
+/// `[quota]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Per-user storage quota in bytes for users without their own; 0 means unlimited.
+    pub default_bytes: u64,
+}
+
+impl Quota {
+    /// The default quota as a limit: `None` when unlimited.
+    pub fn default_limit(&self) -> Option<u64> {
+        (self.default_bytes > 0).then_some(self.default_bytes)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: what `serve` logs on stderr (`RUST_LOG`, when set, overrides `level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Log {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The server's host name (SMTP greeting, Received headers).
+    /// The server's host name (SMTP greeting, Received headers, the generated certificate).
     pub hostname: String,
     /// The store's directory.
     pub data_dir: PathBuf,
     pub listen: Listen,
+    /// `None`: the generated self-signed certificate.
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub auth: AuthPolicy,
+    pub quota: Quota,
+    pub log: Log,
 }
 
 /// A configuration problem; the message names the file and the key.
@@ -120,10 +459,12 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// The embedded defaults.
+    /// The embedded defaults, with the system's host name (`gethostname`), or `localhost` when
+    /// the system's name is not a valid host name.
     pub fn defaults() -> Config {
+        let zero = Duration::ZERO;
         let mut cfg = Config {
-            hostname: String::new(),
+            hostname: system_hostname().unwrap_or_else(|| "localhost".to_string()),
             data_dir: PathBuf::new(),
             listen: Listen {
                 smtp: None,
@@ -136,6 +477,20 @@ impl Config {
                 pop3s: None,
                 http: None,
             },
+            tls: None,
+            limits: Limits { max_connections: 0, max_connections_per_ip: 0 },
+            timeouts: Timeouts { smtp: zero, imap: zero, pop3: zero, http: zero, shutdown_grace: zero },
+            auth: AuthPolicy {
+                plaintext_on_loopback: false,
+                max_failures_per_ip: 0,
+                max_failures_per_account: 0,
+                failure_window: zero,
+                lockout: zero,
+                delay_step: zero,
+                delay_max: zero,
+            },
+            quota: Quota { default_bytes: 0 },
+            log: Log { level: LogLevel::Info, format: LogFormat::Text },
         };
         cfg.merge_str(DEFAULT_CONFIG, "the embedded defaults").expect("the embedded defaults are valid");
         cfg
@@ -166,37 +521,201 @@ impl Config {
             let place = e
                 .span()
                 .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" (line {line})")
+                    let start = s.start.min(text.len());
+                    let line = text[..start].matches('\n').count() + 1;
+                    let line_text = text.lines().nth(line - 1).unwrap_or("").trim();
+                    if line_text.is_empty() || line_text.len() > 80 {
+                        format!(" (line {line})")
+                    } else {
+                        format!(" (line {line}: `{line_text}`)")
+                    }
                 })
                 .unwrap_or_default();
             ConfigError(format!("{origin}{place}: {msg}"))
         })?;
-        let err = |key: &str, what: String| ConfigError(format!("{origin}: key `{key}`: {what}"));
-        if let Some(v) = &raw.hostname {
-            let s = v.as_str().ok_or_else(|| err("hostname", format!("must be a string, not {}", v.type_str())))?;
-            validate_hostname(s).map_err(|w| err("hostname", w))?;
+        let v = Values { origin };
+        if let Some(x) = &raw.hostname {
+            let s = v.string(x, "hostname")?;
+            validate_hostname(s).map_err(|w| v.err("hostname", w))?;
             self.hostname = s.to_string();
         }
-        if let Some(v) = &raw.data_dir {
-            let s = v.as_str().ok_or_else(|| err("data_dir", format!("must be a string, not {}", v.type_str())))?;
+        if let Some(x) = &raw.data_dir {
+            let s = v.string(x, "data_dir")?;
             if s.is_empty() {
-                return Err(err("data_dir", "must not be empty".into()));
+                return Err(v.err("data_dir", "must not be empty".into()));
             }
             self.data_dir = PathBuf::from(s);
         }
         if let Some(listen) = &raw.listen {
-            for key in LISTENERS {
-                let Some(v) = listen.get(key) else { continue };
+            for key in ListenerKey::ALL {
+                let Some(x) = listen.get(key) else { continue };
                 let full = format!("listen.{key}");
-                let s = v.as_str().ok_or_else(|| {
-                    err(&full, format!("must be a string such as \"0.0.0.0:25\" or \"off\", not {}", v.type_str()))
+                let s = x.as_str().ok_or_else(|| {
+                    v.err(&full, format!("must be a string such as \"0.0.0.0:25\" or \"off\", not {}", x.type_str()))
                 })?;
-                *self.listen.slot(key) = parse_listen(s).map_err(|w| err(&full, w))?;
+                *self.listen.slot(key) = parse_listen(s).map_err(|w| v.err(&full, w))?;
+            }
+        }
+        if let Some(tls) = &raw.tls {
+            let path = |x: &Option<toml::Value>, key: &str| -> Result<Option<PathBuf>, ConfigError> {
+                let Some(x) = x else { return Ok(None) };
+                let s = v.string(x, key)?;
+                if s.is_empty() {
+                    return Err(v.err(key, "must not be empty (leave out both tls.cert and tls.key instead)".into()));
+                }
+                Ok(Some(PathBuf::from(s)))
+            };
+            let cert = path(&tls.cert, "tls.cert")?.or_else(|| self.tls.as_ref().map(|t| t.cert.clone()));
+            let key = path(&tls.key, "tls.key")?.or_else(|| self.tls.as_ref().map(|t| t.key.clone()));
+            self.tls = match (cert, key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                (Some(_), None) => return Err(v.err("tls.key", both_tls_files("tls.cert"))),
+                (None, Some(_)) => return Err(v.err("tls.cert", both_tls_files("tls.key"))),
+            };
+        }
+        if let Some(l) = &raw.limits {
+            if let Some(x) = &l.max_connections {
+                self.limits.max_connections = v.int(x, "limits.max_connections", 1, 1_000_000)? as u32;
+            }
+            if let Some(x) = &l.max_connections_per_ip {
+                self.limits.max_connections_per_ip = v.int(x, "limits.max_connections_per_ip", 1, 1_000_000)? as u32;
+            }
+        }
+        if let Some(t) = &raw.timeouts {
+            let slots = [
+                (&t.smtp, "timeouts.smtp", &mut self.timeouts.smtp, 1),
+                (&t.imap, "timeouts.imap", &mut self.timeouts.imap, 1),
+                (&t.pop3, "timeouts.pop3", &mut self.timeouts.pop3, 1),
+                (&t.http, "timeouts.http", &mut self.timeouts.http, 1),
+                (&t.shutdown_grace, "timeouts.shutdown_grace", &mut self.timeouts.shutdown_grace, 0),
+            ];
+            for (x, key, slot, min) in slots {
+                if let Some(x) = x {
+                    *slot = Duration::from_secs(v.int(x, key, min, MAX_SECONDS)?);
+                }
+            }
+        }
+        if let Some(a) = &raw.auth {
+            if let Some(x) = &a.plaintext_on_loopback {
+                self.auth.plaintext_on_loopback = x.as_bool().ok_or_else(|| {
+                    v.err("auth.plaintext_on_loopback", format!("must be true or false, not {}", x.type_str()))
+                })?;
+            }
+            let counts = [
+                (&a.max_failures_per_ip, "auth.max_failures_per_ip", &mut self.auth.max_failures_per_ip),
+                (&a.max_failures_per_account, "auth.max_failures_per_account", &mut self.auth.max_failures_per_account),
+            ];
+            for (x, key, slot) in counts {
+                if let Some(x) = x {
+                    *slot = v.int(x, key, 1, 1_000_000)? as u32;
+                }
+            }
+            let times = [
+                (&a.failure_window, "auth.failure_window", &mut self.auth.failure_window, 1, 1000),
+                (&a.lockout, "auth.lockout", &mut self.auth.lockout, 0, 1000),
+                (&a.delay_step_ms, "auth.delay_step_ms", &mut self.auth.delay_step, 0, 1),
+                (&a.delay_max_ms, "auth.delay_max_ms", &mut self.auth.delay_max, 0, 1),
+            ];
+            for (x, key, slot, min, millis_per_unit) in times {
+                if let Some(x) = x {
+                    *slot = Duration::from_millis(v.int(x, key, min, MAX_SECONDS)? * millis_per_unit);
+                }
+            }
+        }
+        if let Some(q) = &raw.quota
+            && let Some(x) = &q.default
+        {
+            self.quota.default_bytes = match x {
+                toml::Value::String(s) => parse_size(s).map_err(|w| v.err("quota.default", w))?,
+                toml::Value::Integer(n) if *n >= 0 => *n as u64,
+                other => {
+                    return Err(v.err(
+                        "quota.default",
+                        format!("must be a size such as \"0\", \"500M\" or \"2G\", not {}", describe(other)),
+                    ));
+                }
+            };
+        }
+        if let Some(l) = &raw.log {
+            if let Some(x) = &l.level {
+                self.log.level = match v.string(x, "log.level")? {
+                    "trace" => LogLevel::Trace,
+                    "debug" => LogLevel::Debug,
+                    "info" => LogLevel::Info,
+                    "warn" => LogLevel::Warn,
+                    "error" => LogLevel::Error,
+                    s => return Err(v.err("log.level", format!("{s:?} is not one of trace, debug, info, warn, error"))),
+                };
+            }
+            if let Some(x) = &l.format {
+                self.log.format = match v.string(x, "log.format")? {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    s => return Err(v.err("log.format", format!("{s:?} is not one of text, json"))),
+                };
             }
         }
         Ok(())
     }
+}
+
+fn both_tls_files(given: &str) -> String {
+    format!(
+        "must be set together with `{given}`: give both the certificate chain and the private key (PEM), or \
+         neither for a self-signed certificate generated in <data_dir>/tls/"
+    )
+}
+
+/// Reads typed values, naming the key in errors.
+struct Values<'a> {
+    origin: &'a str,
+}
+
+impl Values<'_> {
+    fn err(&self, key: &str, what: String) -> ConfigError {
+        ConfigError(format!("{}: key `{key}`: {what}", self.origin))
+    }
+
+    fn string<'v>(&self, x: &'v toml::Value, key: &str) -> Result<&'v str, ConfigError> {
+        x.as_str().ok_or_else(|| self.err(key, format!("must be a string, not {}", describe(x))))
+    }
+
+    /// A whole number in `min..=max`.
+    fn int(&self, x: &toml::Value, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match x.as_integer() {
+            Some(n) if n >= 0 && (min..=max).contains(&(n as u64)) => Ok(n as u64),
+            Some(n) => Err(self.err(key, format!("{n} is out of range ({min} to {max})"))),
+            None => Err(self.err(key, format!("must be a whole number ({min} to {max}), not {}", describe(x)))),
+        }
+    }
+}
+
+/// A value for messages: its type, and the value itself when short.
+fn describe(x: &toml::Value) -> String {
+    match x {
+        toml::Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        toml::Value::Float(f) => format!("the float {f}"),
+        other => other.type_str().to_string(),
+    }
+}
+
+/// A size: bytes, or a number with a binary suffix `K`, `M`, `G` or `T` (1K = 1024 bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size such as \"0\", \"1048576\", \"500M\" or \"2G\" (suffixes K, M, G, T)");
+    let t = s.trim();
+    let (digits, shift) = match t.as_bytes().last() {
+        Some(b'k' | b'K') => (&t[..t.len() - 1], 10),
+        Some(b'm' | b'M') => (&t[..t.len() - 1], 20),
+        Some(b'g' | b'G') => (&t[..t.len() - 1], 30),
+        Some(b't' | b'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// An address to listen on ("IP:PORT", "[IPv6]:PORT"), or "off".
@@ -207,11 +726,13 @@ fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     match s.parse::<SocketAddr>() {
         Ok(a) if a.port() == 0 => Err(format!("{s:?} has port 0")),
         Ok(a) => Ok(Some(a)),
-        Err(_) => Err(format!("{s:?} is not an address such as \"0.0.0.0:25\" or \"[::]:25\" (or \"off\")")),
+        Err(_) => Err(format!(
+            "{s:?} is not an address such as \"0.0.0.0:25\" or \"[::]:25\" with a port from 1 to 65535 (or \"off\")"
+        )),
     }
 }
 
-fn validate_hostname(s: &str) -> Result<(), String> {
+pub(crate) fn validate_hostname(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {
         return Err(format!("{s:?} is not a host name (1 to 253 characters)"));
     }
@@ -228,6 +749,22 @@ fn validate_hostname(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The system's host name (`gethostname(2)`), if it is a valid host name.
+#[allow(unsafe_code)]
+fn system_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into a buffer we own; the length
+    // passed is that buffer's.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = std::str::from_utf8(&buf[..end]).ok()?;
+    validate_hostname(name).ok()?;
+    Some(name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,19 +773,80 @@ mod tests {
     fn defaults() {
         let c = Config::defaults();
         assert_eq!(c.data_dir, PathBuf::from("./postlog-data"));
-        assert_eq!(c.hostname, "localhost");
-        assert_eq!(c.listen.smtp, Some("0.0.0.0:25".parse().unwrap()));
-        assert_eq!(c.listen.http, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.hostname, system_hostname().unwrap_or_else(|| "localhost".into()));
+        assert!(validate_hostname(&c.hostname).is_ok());
+        let ports: Vec<(ListenerKey, u16)> = c.listen.enabled().map(|(k, a)| (k, a.port())).collect();
+        assert_eq!(
+            ports,
+            [
+                (ListenerKey::Smtp, 2525),
+                (ListenerKey::Submission, 2587),
+                (ListenerKey::Submissions, 2465),
+                (ListenerKey::Lmtp, 2424),
+                (ListenerKey::Imap, 2143),
+                (ListenerKey::Imaps, 2993),
+                (ListenerKey::Pop3, 2110),
+                (ListenerKey::Pop3s, 2995),
+                (ListenerKey::Http, 8080),
+            ]
+        );
+        assert!(c.listen.enabled().all(|(_, a)| a.ip().is_loopback() && a.port() > 1024));
+        assert_eq!(c.tls, None);
+        assert_eq!(c.limits, Limits { max_connections: 1000, max_connections_per_ip: 50 });
+        assert_eq!(c.timeouts.smtp, Duration::from_secs(300));
+        assert_eq!(c.timeouts.imap, Duration::from_secs(1800));
+        assert_eq!(c.timeouts.pop3, Duration::from_secs(600));
+        assert_eq!(c.timeouts.http, Duration::from_secs(60));
+        assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(
+            c.auth,
+            AuthPolicy {
+                plaintext_on_loopback: true,
+                max_failures_per_ip: 10,
+                max_failures_per_account: 20,
+                failure_window: Duration::from_secs(900),
+                lockout: Duration::from_secs(900),
+                delay_step: Duration::from_millis(500),
+                delay_max: Duration::from_millis(5000),
+            }
+        );
+        assert_eq!(c.quota.default_limit(), None);
+        assert_eq!(c.log, Log { level: LogLevel::Info, format: LogFormat::Text });
     }
 
     #[test]
     fn file_overrides_some_keys() {
         let mut c = Config::defaults();
-        c.merge_str("data_dir = \"/srv/mail\"\n[listen]\nimap = \"[::]:1143\"\npop3 = \"off\"\n", "t").unwrap();
+        c.merge_str(
+            "data_dir = \"/srv/mail\"\n[listen]\nimap = \"[::]:1143\"\npop3 = \"off\"\n[timeouts]\nimap = 60\n\
+             [auth]\nplaintext_on_loopback = false\ndelay_step_ms = 250\n[quota]\ndefault = \"2G\"\n\
+             [log]\nformat = \"json\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/mail"));
         assert_eq!(c.listen.imap, Some("[::]:1143".parse().unwrap()));
         assert_eq!(c.listen.pop3, None);
-        assert_eq!(c.listen.smtp, Some("0.0.0.0:25".parse().unwrap()));
+        assert_eq!(c.listen.smtp, Some("127.0.0.1:2525".parse().unwrap()));
+        assert_eq!(c.timeouts.imap, Duration::from_secs(60));
+        assert_eq!(c.timeouts.smtp, Duration::from_secs(300));
+        assert!(!c.auth.plaintext_on_loopback);
+        assert_eq!(c.auth.delay_step, Duration::from_millis(250));
+        assert_eq!(c.quota.default_bytes, 2 << 30);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.tls, Some(TlsFiles { cert: "c.pem".into(), key: "k.pem".into() }));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("500m"), Ok(500 << 20));
+        assert_eq!(parse_size("3T"), Ok(3 << 40));
+        for bad in ["", "M", "1.5G", "-1", "12X", "1 G", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -257,14 +855,48 @@ mod tests {
             ("datadir = \"x\"\n", "datadir"),
             ("[listen]\nsmtpp = \"0.0.0.0:25\"\n", "smtpp"),
             ("[listen]\nimap = \"localhost:143\"\n", "listen.imap"),
+            ("[listen]\nimap = \"127.0.0.1:70000\"\n", "listen.imap"),
             ("[listen]\nsmtp = 25\n", "listen.smtp"),
             ("hostname = \"bad host\"\n", "hostname"),
             ("data_dir = 3\n", "data_dir"),
             ("[other]\n", "other"),
+            ("[tls]\ncert = \"c.pem\"\n", "tls.key"),
+            ("[tls]\nkey = \"k.pem\"\n", "tls.cert"),
+            ("[tls]\ncert = 1\nkey = \"k\"\n", "tls.cert"),
+            ("[tls]\ncertificate = \"c\"\n", "certificate"),
+            ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+            ("[limits]\nmax_connections_per_ip = \"5\"\n", "limits.max_connections_per_ip"),
+            ("[limits]\nmax_conections = 5\n", "max_conections"),
+            ("[timeouts]\nsmtp = \"5m\"\n", "timeouts.smtp"),
+            ("[timeouts]\nimap = 0\n", "timeouts.imap"),
+            ("[timeouts]\npop3 = -1\n", "timeouts.pop3"),
+            ("[timeouts]\nhttp = 1.5\n", "timeouts.http"),
+            ("[timeouts]\nshutdown_grace = 99999999999\n", "timeouts.shutdown_grace"),
+            ("[auth]\nplaintext_on_loopback = \"yes\"\n", "auth.plaintext_on_loopback"),
+            ("[auth]\nmax_failures_per_ip = 0\n", "auth.max_failures_per_ip"),
+            ("[auth]\nmax_failures_per_account = true\n", "auth.max_failures_per_account"),
+            ("[auth]\nfailure_window = 0\n", "auth.failure_window"),
+            ("[auth]\nlockout = -5\n", "auth.lockout"),
+            ("[auth]\ndelay_step_ms = \"1s\"\n", "auth.delay_step_ms"),
+            ("[auth]\ndelay_max_ms = 1e3\n", "auth.delay_max_ms"),
+            ("[quota]\ndefault = \"12X\"\n", "quota.default"),
+            ("[quota]\ndefault = -1\n", "quota.default"),
+            ("[quota]\nmax = 1\n", "max"),
+            ("[log]\nlevel = \"verbose\"\n", "log.level"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("tls = 3\n", "tls"),
         ];
         for (text, key) in cases {
             let e = Config::defaults().merge_str(text, "t").unwrap_err().0;
             assert!(e.contains(key), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn listener_keys_match_the_table() {
+        let names: Vec<&str> = ListenerKey::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, LISTENERS);
+        let implicit: Vec<&str> = ListenerKey::ALL.iter().filter(|k| k.implicit_tls()).map(|k| k.as_str()).collect();
+        assert_eq!(implicit, ["submissions", "imaps", "pop3s"]);
     }
 }

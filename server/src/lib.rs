@@ -1,14 +1,20 @@
 pub mod mailfmt;
 
 pub mod account;
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod directory;
 pub mod dump;
 pub mod export;
+pub mod frame;
 pub mod import;
 pub mod inspect;
+pub mod limiter;
 pub mod logscan;
+pub mod password;
 pub mod reader;
 pub mod repair;
 pub mod serve;

@@ -1,18 +1,57 @@
-//! `postlog serve`: until the network front ends exist, open (and recover) the store, say
-//! what recovery did, hold the store until SIGTERM or SIGINT, then close it cleanly.
+//! `postlog serve`: open (and recover) the store, set up TLS, bind every configured listener,
+//! serve until SIGTERM or SIGINT, then stop accepting, give sessions `timeouts.shutdown_grace`
+//! to finish, and close the store cleanly (snapshot written).
+//!
+//! Start-up order: signal handlers (so a signal during a long recovery still ends in a clean
+//! close), the store (its lock: a second server on the same data fails here), TLS, the
+//! listeners (all bound before any accepts: a port in use stops the start naming the key),
+//! the services, the accept loops. The protocol front ends plug in at [`front_ends`]; the
+//! directory, authenticator and limiter at [`build_services`]; the control socket at
+//! [`start_control`].
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use postlog_engine::{Options, Store};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::Config;
+use crate::frame::listener::{accept_loop, bind_all};
+use crate::frame::shutdown::{self, Sessions};
+use crate::frame::{FrontEnds, Metrics, ServerContext, Services, tls};
 use crate::util::{CmdError, exit};
 
 pub fn run(config: &Config) -> Result<i32, CmdError> {
-    // Block the signals before any thread exists (threads inherit the mask), so that they
-    // are only ever taken by `sigwait` below, never by their default action.
-    let signals =
-        signals::block_term_and_int().map_err(|e| CmdError::new(format!("cannot set up signal handling: {e}")))?;
+    crate::frame::logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("postlog-worker")
+        .build()
+        .map_err(|e| CmdError::new(format!("cannot start the async runtime: {e}")))?;
+    let signals = runtime
+        .block_on(async { Signals::new() })
+        .map_err(|e| CmdError::new(format!("cannot set up signal handling: {e}")))?;
+
+    let store = Store::open(&config.data_dir, Options::default()).map_err(|e| CmdError::new(e.to_string()))?;
+    log_recovery(config, &store);
+
+    let served = runtime.block_on(serve(config.clone(), store.clone(), signals));
+    // Sessions still running after the grace period are cut here (their tasks are dropped).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let closed = store.close();
+    match (served, closed) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Ok(())) => {
+            tracing::info!("store closed cleanly (snapshot written)");
+            Ok(exit::OK)
+        }
+        (Ok(()), Err(e)) => Err(CmdError { code: exit::FINDINGS, message: format!("closing the store failed: {e}") }),
+    }
+}
+
+/// The line operators (and tests) read to see what recovery did.
+fn log_recovery(config: &Config, store: &Store) {
     let dir = &config.data_dir;
-    let store = Store::open(dir, Options::default()).map_err(|e| CmdError::new(e.to_string()))?;
     let r = store.recovery_report();
     let accounts = store.accounts();
     let messages: u64 = accounts.iter().filter_map(|(id, _)| store.usage(*id)).map(|u| u.messages).sum();
@@ -36,59 +75,99 @@ pub fn run(config: &Config) -> Result<i32, CmdError> {
         accounts.len(),
         config.hostname,
     );
-    let sig = signals::wait(&signals);
-    tracing::info!("received {}, closing the store", signals::name(sig));
-    match store.close() {
-        Ok(()) => {
-            tracing::info!("store closed cleanly (snapshot written)");
-            Ok(exit::OK)
-        }
-        Err(e) => Err(CmdError { code: exit::FINDINGS, message: format!("closing the store failed: {e}") }),
-    }
 }
 
-/// Synchronous signal handling with a blocked mask and `sigwait`: no handler runs
-/// asynchronously, so nothing here needs to be async-signal-safe.
-#[allow(unsafe_code)]
-mod signals {
-    use std::io;
+async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(), CmdError> {
+    let tls = tls::setup(&config).map_err(|e| CmdError::new(format!("TLS: {e}")))?;
+    tracing::info!("tls: {}", tls.origin);
+    let bound = bind_all(&config.listen).map_err(|e| CmdError::new(e.to_string()))?;
+    let metrics = Metrics::new();
+    let services = build_services(&config, &store, &metrics)?;
+    let (trigger, shutdown) = shutdown::channel();
+    let ctx = Arc::new(ServerContext::new(config, store, metrics, tls, services, shutdown));
+    let front_ends = front_ends(&ctx);
+    let control = start_control(&ctx)?;
 
-    pub struct Set(libc::sigset_t);
-
-    /// Blocks SIGTERM and SIGINT in the calling thread (and threads it starts later).
-    pub fn block_term_and_int() -> io::Result<Set> {
-        // SAFETY: sigemptyset/sigaddset initialise and fill a sigset_t we own; pthread_sigmask
-        // reads it and changes only this thread's mask. No memory outlives the calls.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc));
+    let sessions = Arc::new(Sessions::default());
+    let mut loops = Vec::new();
+    let mut listening = Vec::new();
+    for b in bound {
+        listening.push(format!("{} {}", b.key, b.addr));
+        let key = b.key;
+        let task = accept_loop(ctx.clone(), b, front_ends.get(key), sessions.clone());
+        loops.push(tokio::spawn(async move {
+            if let Err(e) = task.await {
+                tracing::error!(listener = %key, error = %e, "listener stopped");
             }
-            Ok(Set(set))
-        }
+        }));
+    }
+    let listening = if listening.is_empty() { "no listeners (all off)".to_string() } else { listening.join(", ") };
+    tracing::info!("ready: listening on {listening}");
+
+    let name = signals.next().await;
+    let grace = ctx.config.timeouts.shutdown_grace;
+    tracing::info!(
+        "received {name}: no new connections; {} sessions get up to {} s to finish",
+        sessions.live(),
+        grace.as_secs()
+    );
+    trigger.trigger();
+    for l in loops {
+        let _ = l.await;
+    }
+    if tokio::time::timeout(grace, sessions.none_left()).await.is_err() {
+        tracing::warn!("{} sessions still open after {} s: closing them", sessions.live(), grace.as_secs());
+    }
+    // Stopped after the sessions and before the store closes.
+    drop(control);
+    tracing::info!("closing the store");
+    Ok(())
+}
+
+/// Builds the directory and the authenticator (with its brute-force limiter); runs before any
+/// listener accepts. An error stops the start (exit 2).
+fn build_services(config: &Config, store: &Store, _metrics: &Metrics) -> Result<Services, CmdError> {
+    let directory = crate::directory::Directory::new(store.clone(), config.quota.default_bytes);
+    let auth = crate::auth::Authenticator::new(directory.clone(), crate::auth::AuthSettings::from(&config.auth))
+        .map_err(|e| CmdError::new(format!("cannot set up authentication: {e}")))?;
+    Ok(Services { directory, auth })
+}
+
+/// WIRING (lead): which front end serves which listener. Each protocol's front end replaces
+/// the not-yet-available placeholder here, e.g. `f.set(ListenerKey::Imap, Arc::new(Imap::new(..)))`.
+fn front_ends(_ctx: &Arc<ServerContext>) -> FrontEnds {
+    FrontEnds::until_front_ends_exist()
+}
+
+/// Something started beside the listeners that stops when dropped (e.g. the control socket's
+/// handle). [`serve`] drops it after the sessions have ended and before the store closes.
+type StopOnDrop = Box<dyn Send>;
+
+/// Starts the control socket (`<data_dir>/control.sock`) through which `postlog domain|user|
+/// alias` reach the running server. An error (e.g. the socket served by another process) stops
+/// the start (exit 2).
+fn start_control(ctx: &Arc<ServerContext>) -> Result<Option<StopOnDrop>, CmdError> {
+    let path = crate::control::socket_path(&ctx.config.data_dir);
+    let handle = crate::control::spawn_control_server(ctx.services.directory.clone(), &path)
+        .map_err(|e| CmdError::new(format!("cannot serve the control socket {}: {e}", path.display())))?;
+    Ok(Some(Box::new(handle)))
+}
+
+/// SIGTERM and SIGINT, registered early so a signal during start-up is not lost.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
     }
 
-    /// Waits until one of the blocked signals arrives and returns it.
-    pub fn wait(set: &Set) -> i32 {
-        loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: sigwait reads the initialised set and writes one int we own.
-            let rc = unsafe { libc::sigwait(&set.0, &mut sig) };
-            if rc == 0 {
-                return sig;
-            }
-        }
-    }
-
-    pub fn name(sig: i32) -> &'static str {
-        match sig {
-            libc::SIGTERM => "SIGTERM",
-            libc::SIGINT => "SIGINT",
-            _ => "a signal",
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }
