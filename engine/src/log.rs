@@ -145,6 +145,8 @@ pub struct Writer {
     pub max_segment_bytes: u64,
     /// Records in the active segment (for its SEAL).
     pub records_in_segment: u64,
+    /// The active segment is sealed and the next one not yet created.
+    sealed: bool,
 }
 
 /// Bytes reserved ahead of the write position, so a full disk shows up as a failed
@@ -175,6 +177,7 @@ impl Writer {
             batch_seq,
             max_segment_bytes,
             records_in_segment,
+            sealed: false,
         }
     }
 
@@ -195,6 +198,10 @@ impl Writer {
 
     /// Seals the active segment and starts the next one, if the active one is full.
     pub fn roll_if_full(&mut self, incoming: u64) -> Result<(), WriteFailure> {
+        if self.sealed {
+            // An earlier roll sealed the segment but could not start the next one.
+            return self.finish_roll();
+        }
         let used = self.end - SEGMENT_HEADER_LEN as u64;
         if used == 0 || self.end + incoming <= self.max_segment_bytes {
             return Ok(());
@@ -208,8 +215,21 @@ impl Writer {
         self.write_and_sync(&seal)?;
         self.next_lsn += 1;
         self.records_in_segment += 1;
-        self.roll_after_seal()?;
-        Ok(())
+        self.sealed = true;
+        self.finish_roll()
+    }
+
+    /// Starts the next segment; a full disk fails cleanly and the next batch tries again
+    /// (nothing is ever written after the seal).
+    fn finish_roll(&mut self) -> Result<(), WriteFailure> {
+        match self.roll_after_seal() {
+            Ok(()) => {
+                self.sealed = false;
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(WriteFailure::Clean(e)),
+            Err(e) => Err(WriteFailure::Fatal(e)),
+        }
     }
 
     /// Starts the next segment after the active one was sealed.

@@ -153,6 +153,8 @@ pub enum Record {
         uid: u32,
         modseq: u64,
         blob: u64,
+        /// The message's size (the blob's raw length), so replay never needs the blob first.
+        size: u64,
         flags: u8,
         keywords: Vec<String>,
         internal_date: i64,
@@ -315,6 +317,7 @@ impl Record {
                 uid,
                 modseq,
                 blob,
+                size,
                 flags,
                 keywords,
                 internal_date,
@@ -325,6 +328,7 @@ impl Record {
                 out.put_u32(*uid);
                 out.put_u64(*modseq);
                 out.put_u64(*blob);
+                out.put_u64(*size);
                 out.put_u8(*flags);
                 put_strings(out, keywords);
                 out.put_i64(*internal_date);
@@ -429,6 +433,7 @@ impl Record {
                 uid: t.u32("uid")?,
                 modseq: t.u64("modseq")?,
                 blob: t.u64("blob")?,
+                size: t.u64("size")?,
                 flags: t.u8("flags")?,
                 keywords: take_strings(&mut t)?,
                 internal_date: t.i64("internal date")?,
@@ -555,6 +560,7 @@ mod tests {
                 uid: 3,
                 modseq: 4,
                 blob: 5,
+                size: 77,
                 flags: 6,
                 keywords: vec!["$Forwarded".into()],
                 internal_date: -7,

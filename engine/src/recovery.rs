@@ -106,7 +106,19 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
         Ok(snap) => {
             let pos = snap.position;
             let ok = segments.get(pos.segment).is_some_and(|f| f.len().is_ok_and(|l| l >= pos.offset));
-            if ok {
+            // Segments after the snapshot's were compacted away since it was written: the
+            // records they held are not in the snapshot, so it cannot be the base of replay.
+            let later_gap = ids
+                .iter()
+                .skip_while(|&&id| id < pos.segment)
+                .zip(ids.iter().skip_while(|&&id| id < pos.segment).skip(1))
+                .any(|(a, b)| a + 1 != *b);
+            if ok && later_gap {
+                report.snapshot_problem = Some(format!(
+                    "segments after the snapshot's segment {} were removed since it was written",
+                    pos.segment
+                ));
+            } else if ok {
                 state = snap.state;
                 start = Some(pos);
                 report.snapshot_used = true;
@@ -346,13 +358,8 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             ScanEnd::Bad { offset, .. } => offset,
         };
         // A file longer than its records (space reserved ahead) is fine: the rest is zeros.
-        active = Some(ActiveSegment {
-            id,
-            file,
-            end: end_off.max(committed_end),
-            sealed,
-            records: records.len() as u64,
-        });
+        active =
+            Some(ActiveSegment { id, file, end: end_off.max(committed_end), sealed, records: records.len() as u64 });
         prev_id = Some(id);
         i += 1;
     }
@@ -367,7 +374,7 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
     // Reference counts are kept by every apply and stored in the snapshot; they need counting
     // afresh only when replay began from nothing or passed a checkpoint (which counts leniently).
     if !report.snapshot_used || checkpoint_replayed {
-        state.recount_refs().map_err(|e| OpenError::Corrupt { segment: 0, offset: 0, reason: e.0 })?;
+        state.finish_replay().map_err(|e| OpenError::Corrupt { segment: 0, offset: 0, reason: e.0 })?;
     }
     // Segments whose drop was committed but whose file survived a crash.
     for seg in state.dropped_segments.clone() {

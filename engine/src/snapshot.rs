@@ -51,6 +51,7 @@ pub enum SnapshotError {
     BadMagic,
     UnsupportedVersion(u32),
     BadCrc,
+    ReservedNotZero,
     Invalid(String),
 }
 
@@ -61,6 +62,7 @@ impl std::fmt::Display for SnapshotError {
             SnapshotError::BadMagic => f.write_str("snapshot does not start with the snapshot magic"),
             SnapshotError::UnsupportedVersion(v) => write!(f, "snapshot has unsupported format version {v}"),
             SnapshotError::BadCrc => f.write_str("snapshot checksum does not match"),
+            SnapshotError::ReservedNotZero => f.write_str("snapshot header has non-zero reserved bytes"),
             SnapshotError::Invalid(e) => write!(f, "snapshot archive failed validation: {e}"),
         }
     }
@@ -91,6 +93,9 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     if version != crate::format::FORMAT_VERSION {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
+    if header[24..32].iter().any(|&b| b != 0) {
+        return Err(SnapshotError::ReservedNotZero);
+    }
     let crc = crate::format::le_u32(&header[12..16]);
     let len = usize::try_from(crate::format::le_u64(&header[16..24])).map_err(|_| SnapshotError::Short)?;
     let body = SNAPSHOT_HEADER_LEN
@@ -101,7 +106,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         return Err(SnapshotError::BadCrc);
     }
     if (body.as_ptr() as usize).is_multiple_of(16) {
-        return rkyv::from_bytes::<Snapshot, rkyv::rancor::Error>(body).map_err(|e| SnapshotError::Invalid(e.to_string()));
+        return rkyv::from_bytes::<Snapshot, rkyv::rancor::Error>(body)
+            .map_err(|e| SnapshotError::Invalid(e.to_string()));
     }
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
     aligned.extend_from_slice(body);

@@ -204,6 +204,11 @@ pub struct State {
     pub checkpoint_segment: u64,
     /// The small key-value directory (KV_PUT / KV_DELETE records).
     pub kv: BTreeMap<String, Vec<u8>>,
+    /// During replay after a CHECKPOINT: references to blobs whose (relocated) BLOB record
+    /// comes later in the log. Compaction writes its checkpoint before copying blobs forward,
+    /// so such references are expected there; a BLOB record takes its count over. `None` in
+    /// normal operation, where a reference to an unknown blob is an error.
+    pub replay_refs: Option<HashMap<BlobId, u32>>,
 }
 
 /// A committed record that does not fit the state it is applied to: the log is inconsistent.
@@ -249,18 +254,34 @@ impl State {
                 b.refs -= 1;
                 Ok(())
             }
+            None if self.replay_refs.as_ref().is_some_and(|m| m.get(&blob).is_some_and(|&n| n > 0)) => {
+                if let Some(n) = self.replay_refs.as_mut().and_then(|m| m.get_mut(&blob)) {
+                    *n -= 1;
+                }
+                Ok(())
+            }
             _ => bad(format!("blob {blob} released more often than referenced")),
         }
     }
 
     fn add_ref(&mut self, blob: BlobId) -> Result<(), ApplyError> {
-        match self.blobs.get_mut(&blob) {
-            Some(b) => {
+        match (self.blobs.get_mut(&blob), self.replay_refs.as_mut()) {
+            (Some(b), _) => {
                 b.refs += 1;
                 Ok(())
             }
-            None => bad(format!("message refers to blob {blob}, which is not in the log")),
+            (None, Some(pending)) => {
+                *pending.entry(blob).or_insert(0) += 1;
+                Ok(())
+            }
+            (None, None) => bad(format!("message refers to blob {blob}, which is not in the log")),
         }
+    }
+
+    /// Ends replay: references to blobs no record brought are corruption from here on.
+    pub fn finish_replay(&mut self) -> Result<(), ApplyError> {
+        self.replay_refs = None;
+        self.recount_refs()
     }
 
     /// Folds one committed record into the state. `data` is given for BLOB and META records.
@@ -399,16 +420,11 @@ impl State {
                         if self.blob_by_hash.contains_key(hash) {
                             return bad(format!("blob {blob} duplicates the content of another blob"));
                         }
+                        // References replayed before this (relocated) record, see `replay_refs`.
+                        let refs = self.replay_refs.as_mut().and_then(|m| m.remove(blob)).unwrap_or(0);
                         self.blobs.insert(
                             *blob,
-                            BlobEntry {
-                                hash: *hash,
-                                raw_len: *raw_len,
-                                codec: d.codec,
-                                data: d.loc,
-                                meta: None,
-                                refs: 0,
-                            },
+                            BlobEntry { hash: *hash, raw_len: *raw_len, codec: d.codec, data: d.loc, meta: None, refs },
                         );
                         self.blob_by_hash.insert(*hash, *blob);
                         self.next_blob = self.next_blob.max(blob + 1);
@@ -428,15 +444,13 @@ impl State {
                 uid,
                 modseq,
                 blob,
+                size,
                 flags,
                 keywords,
                 internal_date,
                 save_date,
             } => {
-                let size = match self.blobs.get(blob) {
-                    Some(b) => b.raw_len,
-                    None => return bad(format!("message refers to blob {blob}, which is not in the log")),
-                };
+                let size = *size;
                 let acc = self.account_mut(*account)?;
                 let Some(mb) = acc.mailboxes.get_mut(mailbox) else {
                     return bad(format!("append to missing mailbox {mailbox} of account {account}"));
@@ -660,9 +674,23 @@ impl State {
         self.last_uidvalidity = self.last_uidvalidity.max(logical.last_uidvalidity);
         self.kv = logical.kv;
         // Blobs a checkpoint's messages refer to may be replayed after it (compaction copies
-        // them forward after writing the checkpoint): count what is known now; recovery makes
-        // the strict count at the end.
-        let _ = self.recount_refs();
+        // them forward after writing the checkpoint): count what is known now, keep the rest
+        // pending for their BLOB records; recovery makes the strict count at the end.
+        let mut pending: HashMap<BlobId, u32> = HashMap::new();
+        for b in self.blobs.values_mut() {
+            b.refs = 0;
+        }
+        for acc in self.accounts.values() {
+            for mb in acc.mailboxes.values() {
+                for m in &mb.messages {
+                    match self.blobs.get_mut(&m.blob) {
+                        Some(b) => b.refs += 1,
+                        None => *pending.entry(m.blob).or_insert(0) += 1,
+                    }
+                }
+            }
+        }
+        self.replay_refs = Some(pending);
         Ok(())
     }
 

@@ -1295,6 +1295,7 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                         uid,
                         modseq,
                         blob,
+                        size: message.raw_len,
                         flags: t.flags & flag::ALL,
                         keywords: t.keywords.clone(),
                         internal_date: t.internal_date,

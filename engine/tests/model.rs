@@ -11,8 +11,6 @@
 //! `PROPTEST_CASES=n` changes the number of cases (default 128). A failure prints the
 //! operations as they were executed (resolved names, ids and UIDs), one per line.
 //! `MODEL_STATS=1` (with `--nocapture`) prints how each operation ended, to check coverage.
-//! `POSTLOG_MODEL_KNOWN_BUGS=1` stops steering around the engine bugs listed at
-//! [`known_bugs`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -745,12 +743,6 @@ struct Harness {
     model: Model,
     tracker: Tracker,
     trace: Vec<String>,
-    /// A compaction has dropped segments (see `known_bugs`).
-    compacted_away: bool,
-    /// A compaction has run, so the log holds a CHECKPOINT (see `known_bugs`).
-    checkpointed: bool,
-    /// Run into known engine bugs instead of steering around them.
-    known_bugs: bool,
 }
 
 macro_rules! check {
@@ -789,9 +781,6 @@ impl Harness {
             model: Model::default(),
             tracker: Tracker::default(),
             trace: vec![format!("options {config:?}")],
-            compacted_away: false,
-            checkpointed: false,
-            known_bugs: false,
         };
         let a = h.store().create_account(ACCOUNTS[0], &[("Sent", special_use::SENT), ("Trash", special_use::TRASH)]);
         let b = h.store().create_account(ACCOUNTS[1], &[]);
@@ -935,12 +924,12 @@ impl Harness {
         let before = state_of(self.store());
         match op {
             Op::Restart { drop_snapshot } => {
-                let drop_snapshot = *drop_snapshot && (self.known_bugs || !self.compacted_away);
+                let drop_snapshot = *drop_snapshot;
                 self.trace.push(format!("restart (snapshot removed: {drop_snapshot})"));
                 self.restart(&before, drop_snapshot, false)
             }
             Op::Crash { drop_snapshot } => {
-                let drop_snapshot = *drop_snapshot && (self.known_bugs || !self.compacted_away);
+                let drop_snapshot = *drop_snapshot;
                 self.trace.push(format!("crash (snapshot removed: {drop_snapshot})"));
                 self.restart(&before, drop_snapshot, true)
             }
@@ -1069,13 +1058,11 @@ impl Harness {
                 }
                 Op::Compact { ratio } => {
                     let ratio = [0.0, 0.3, 0.9, 2.0][*ratio as usize % 4];
-                    self.checkpointed = true;
                     let r = self.store().compact(ratio);
                     let mut desc = format!("compact {ratio}");
                     if let Ok(report) = &r
                         && !report.segments_dropped.is_empty()
                     {
-                        self.compacted_away = true;
                         desc.push_str(&format!(" (dropped segments {:?})", report.segments_dropped));
                     }
                     if r.is_ok() {
@@ -1168,13 +1155,6 @@ impl Harness {
         torn: u8,
         before: &postlog_engine::state::State,
     ) -> Result<(), TestCaseError> {
-        let compaction = matches!(op, Op::Compact { .. });
-        if compaction && self.checkpointed && !self.known_bugs {
-            self.trace.push("(no fault injected: known bug, see `known_bugs`)".into());
-            let ex = self.exec(op, before)?;
-            self.trace.push(ex.desc.clone());
-            return self.compare(&ex, before);
-        }
         let without = self.model.clone();
         self.mem.fail_syncs_from(Some(self.mem.sync_count() + 1 + u64::from(sync)));
         let ex = self.exec(op, before);
@@ -1183,10 +1163,6 @@ impl Harness {
         let torn = torn % 3;
         ex.desc = format!("(fsync {sync} fails, then crash keeping torn tail {torn}) {}", ex.desc);
         self.trace.push(ex.desc.clone());
-        if compaction {
-            // It may have dropped segments before failing.
-            self.compacted_away = true;
-        }
         let failed = match (&ex.expected, &ex.actual) {
             (Ok(e), Err(a @ (CommitError::Stopped(_) | CommitError::Io(_)))) if !e.is_noop() => {
                 let what = format!("an operation whose sync failed ({a})");
@@ -1208,10 +1184,6 @@ impl Harness {
         });
         drop(store);
         self.mem = image;
-        if compaction && !self.known_bugs {
-            self.trace.push("(snapshot removed: steering around a known bug, see `known_bugs`)".into());
-            let _ = self.mem.remove("index.snap");
-        }
         let store = match Store::open_backend(Arc::new(self.mem.clone()), self.options.clone()) {
             Ok(s) => s,
             Err(e) => return Err(self.fail(format!("recovery after the crash failed: {e}"))),
@@ -1239,12 +1211,6 @@ impl Harness {
             }
         } else {
             self.model = without;
-        }
-        if compaction && !self.known_bugs {
-            // Recovery writes no snapshot: without one, later crashes would replay this log.
-            self.trace.push("snapshot (steering around a known bug, see `known_bugs`)".into());
-            let r = self.store().snapshot();
-            check!(self, r.is_ok(), "snapshot failed: {r:?}");
         }
         Ok(())
     }
@@ -1547,32 +1513,12 @@ impl Harness {
     }
 }
 
-/// Whether to run into engine bugs this test knows about (`POSTLOG_MODEL_KNOWN_BUGS=1`).
-/// Off by default, the harness steers around them:
-/// - replay without a usable snapshot after a compaction dropped segments fails once a
-///   message whose blob was relocated is expunged or its mailbox deleted
-///   (`known_bug_replay_after_compaction`): the snapshot is not removed before a restart once
-///   a compaction has dropped segments, and a snapshot is taken after recovering from a
-///   crash during compaction;
-/// - a crash during a compaction, after it dropped a segment and before its snapshot, leaves
-///   a log that cannot be opened if an earlier CHECKPOINT follows the dropped segments
-///   (`known_bug_crash_during_second_compaction`): no fault is injected into a compaction
-///   once one has run;
-/// - a crash during a compaction, after it dropped a segment and before its snapshot, leaves
-///   a log that cannot be opened if an older snapshot points before the dropped segment
-///   (`known_bug_crash_after_segment_drop_with_old_snapshot`): recovery from a crash during
-///   compaction runs without the snapshot.
-fn known_bugs() -> bool {
-    std::env::var_os("POSTLOG_MODEL_KNOWN_BUGS").is_some_and(|v| v == "1")
-}
-
 fn run(config: &Config, steps: &[(Op, u32)]) -> Result<(), TestCaseError> {
-    run_opts(config, steps, known_bugs())
+    run_opts(config, steps)
 }
 
-fn run_opts(config: &Config, steps: &[(Op, u32)], known_bugs: bool) -> Result<(), TestCaseError> {
+fn run_opts(config: &Config, steps: &[(Op, u32)]) -> Result<(), TestCaseError> {
     let mut h = Harness::new(config)?;
-    h.known_bugs = known_bugs;
     h.check_all(0)?;
     for (op, probe) in steps {
         h.step(op)?;
@@ -1612,8 +1558,7 @@ proptest! {
 /// `refs: 0`, and the next EXPUNGE's release fails ("blob 1 released more often than
 /// referenced"), which recovery reports as corruption.
 #[test]
-#[ignore = "known engine bug: replay after compaction without a snapshot"]
-fn known_bug_replay_after_compaction() {
+fn replay_after_compaction_without_snapshot() {
     let t = |mb: u8| TargetSel { acct: 0, mb, flags: 0, keywords: vec![], date: 0 };
     let config = Config { max_segment_bytes: 2048, snapshot_every_bytes: 512 << 20 };
     let steps = vec![
@@ -1625,7 +1570,7 @@ fn known_bug_replay_after_compaction() {
         (Op::Expunge { acct: 0, mb: 0, uids: Some(vec![0]) }, 0),
         (Op::Restart { drop_snapshot: true }, 0),
     ];
-    if let Err(e) = run_opts(&config, &steps, true) {
+    if let Err(e) = run_opts(&config, &steps) {
         panic!("{e}");
     }
 }
@@ -1643,7 +1588,7 @@ fn rename_onto_a_name_it_frees() {
         (Op::Rename { acct: 1, from: 1, to: 0 }, 0),
         (Op::Restart { drop_snapshot: true }, 0),
     ];
-    if let Err(e) = run_opts(&config, &steps, false) {
+    if let Err(e) = run_opts(&config, &steps) {
         panic!("{e}");
     }
 }
@@ -1655,8 +1600,7 @@ fn rename_onto_a_name_it_frees() {
 /// CHECKPOINTs that reuses a blob of the dropped segment (relocated only after the second
 /// CHECKPOINT) fails: "message refers to blob 1, which is not in the log".
 #[test]
-#[ignore = "known engine bug: crash during a second compaction"]
-fn known_bug_crash_during_second_compaction() {
+fn crash_during_second_compaction() {
     let t = |mb: u8| TargetSel { acct: 0, mb, flags: 0, keywords: vec![], date: 0 };
     let config = Config { max_segment_bytes: 2048, snapshot_every_bytes: 512 << 20 };
     let steps = vec![
@@ -1668,7 +1612,7 @@ fn known_bug_crash_during_second_compaction() {
         (Op::Append { body: 1, targets: vec![t(0)] }, 0),
         (Op::CrashDuring { op: Box::new(Op::Compact { ratio: 0 }), sync: 7, torn: 0 }, 0),
     ];
-    if let Err(e) = run_opts(&config, &steps, true) {
+    if let Err(e) = run_opts(&config, &steps) {
         panic!("{e}");
     }
 }
@@ -1680,8 +1624,7 @@ fn known_bug_crash_during_second_compaction() {
 /// the FLAGS records for that UID in the next segment then fail ("flags for missing UID 1 in
 /// mailbox 3"). Here the compaction's 11th fsync (its snapshot's) fails.
 #[test]
-#[ignore = "known engine bug: crash after a segment drop with an older snapshot"]
-fn known_bug_crash_after_segment_drop_with_old_snapshot() {
+fn crash_after_segment_drop_with_old_snapshot() {
     let config = Config { max_segment_bytes: 2048, snapshot_every_bytes: 512 << 20 };
     let seen = |mb: u8, i: u8| {
         let op =
@@ -1696,7 +1639,7 @@ fn known_bug_crash_after_segment_drop_with_old_snapshot() {
     steps.extend((0..20).map(|i| seen(2, i)));
     steps.push((Op::Copy { acct: 0, from: 2, to: 0, uids: UidSel::All, is_move: false }, 0));
     steps.push((Op::CrashDuring { op: Box::new(Op::Compact { ratio: 2 }), sync: 10, torn: 0 }, 0));
-    if let Err(e) = run_opts(&config, &steps, true) {
+    if let Err(e) = run_opts(&config, &steps) {
         panic!("{e}");
     }
 }
@@ -1716,7 +1659,7 @@ fn keywords_of_all_targets_count_against_the_limit() {
         (Op::Append { body: 1, targets: vec![t(flood(30)), t(flood(34))] }, 0),
         (Op::Restart { drop_snapshot: true }, 0),
     ];
-    if let Err(e) = run_opts(&config, &steps, false) {
+    if let Err(e) = run_opts(&config, &steps) {
         panic!("{e}");
     }
 }

@@ -18,6 +18,7 @@ fn append(uid: u32) -> Record {
         uid,
         modseq: 3,
         blob: 1,
+        size: 5,
         flags: 0,
         keywords: vec![],
         internal_date: 0,
