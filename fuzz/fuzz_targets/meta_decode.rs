@@ -1,0 +1,78 @@
+//! Message metadata from arbitrary bytes.
+//!
+//! - `MessageMeta::decode` never panics; what decodes re-encodes to the same bytes and decodes
+//!   again to the same value.
+//! - `meta::parse` of the input as a message never panics, keeps the offset invariants the
+//!   module documents (root spans the message; every part's offsets ordered and inside its
+//!   parent's body), and its encoding decodes back to an equal value (the round-trip oracle).
+//!
+//! mail-parser has `debug_assert!`s that malformed input reaches (fuzz builds enable debug
+//! assertions); `meta::parse` catches such panics by design and degrades to a `text/plain`
+//! body. libFuzzer's panic hook would abort on them, so panics raised inside mail-parser are
+//! let through to that `catch_unwind`; any other panic still aborts.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use postlog_engine::meta::{self, BodyPart, MessageMeta, PartKind};
+
+/// Checks the documented offset invariants of a parsed tree within `start..end`.
+fn check_part(p: &BodyPart, start: u32, end: u32, depth: usize) {
+    assert!(depth <= meta::MAX_PART_DEPTH, "parse nested deeper than MAX_PART_DEPTH");
+    assert!(start <= p.header_start && p.header_start <= p.body_start, "{p:?}");
+    assert!(p.body_start <= p.body_end && p.body_end <= end, "{p:?} outside {start}..{end}");
+    match &p.kind {
+        PartKind::Single => {}
+        PartKind::Multipart(children) => {
+            assert_eq!(p.content_type, "multipart");
+            for c in children {
+                check_part(c, p.body_start, p.body_end, depth + 1);
+            }
+        }
+        PartKind::Message { body, .. } => {
+            assert_eq!(p.content_type, "message");
+            assert_eq!(body.header_start, p.body_start, "an encapsulated message starts at its part's body");
+            assert_eq!(body.body_end, p.body_end, "an encapsulated message ends with its part");
+            check_part(body, p.body_start, p.body_end, depth + 1);
+        }
+    }
+}
+
+/// Lets panics from mail-parser unwind to `meta::parse`'s `catch_unwind`; everything else
+/// goes to libFuzzer's hook, which aborts.
+fn let_mail_parser_panics_unwind() {
+    let abort_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.location().is_some_and(|l| l.file().contains("/mail-parser-")) {
+            return;
+        }
+        abort_hook(info);
+    }));
+}
+
+fuzz_target!(init: let_mail_parser_panics_unwind(), |data: &[u8]| {
+    if let Ok(m) = MessageMeta::decode(data) {
+        let encoded = m.encode();
+        assert_eq!(MessageMeta::decode(&encoded).as_ref(), Ok(&m), "decode(encode(decode(x))) differs");
+        assert_eq!(encoded, data, "a decoded metadata does not re-encode to its bytes");
+    }
+
+    let m = meta::parse(data);
+    let len = u32::try_from(data.len()).expect("fuzz inputs are small");
+    assert_eq!(m.body.header_start, 0);
+    assert_eq!(m.body.body_start, m.header_len);
+    assert_eq!(m.body.body_end, len, "the root part ends at the end of the message");
+    check_part(&m.body, 0, len, 1);
+    let encoded = m.encode();
+    match MessageMeta::decode(&encoded) {
+        Ok(back) => assert_eq!(back, m, "parse -> encode -> decode is not the identity"),
+        Err(e) => panic!("the encoding of a parsed message does not decode: {e}"),
+    }
+    // Section lookups and cached fields answer without panicking.
+    for path in [&[1u32][..], &[1, 1], &[2], &[1, 2, 1], &[0]] {
+        let _ = m.section(path);
+    }
+    for name in ["Subject", "From", "Message-ID", "X-Unknown"] {
+        let _ = m.cached_field(name).count();
+    }
+});
