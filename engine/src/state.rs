@@ -668,6 +668,7 @@ impl State {
     /// Replaces accounts with those of a checkpoint, keeping the blob table and recomputing
     /// reference counts.
     pub fn reset_logical(&mut self, logical: crate::snapshot::Logical) -> Result<(), ApplyError> {
+        validate_logical(&logical)?;
         self.accounts = logical.accounts;
         self.account_names = self.accounts.values().map(|a| (a.name.clone(), a.id)).collect();
         self.next_account = self.next_account.max(logical.next_account);
@@ -730,4 +731,44 @@ impl State {
         }
         out
     }
+}
+
+/// Checks the invariants replay relies on in a checkpoint's state (its CRC only proves the
+/// bytes are as written, and the state could come from a damaged or crafted log).
+fn validate_logical(l: &crate::snapshot::Logical) -> Result<(), ApplyError> {
+    for (id, acc) in &l.accounts {
+        if acc.id != *id || *id == 0 || *id >= l.next_account.max(1) || *id == AccountId::MAX {
+            return bad(format!("checkpoint: account {id} is inconsistent"));
+        }
+        if acc.by_name.len() != acc.mailboxes.len() {
+            return bad(format!("checkpoint: mailbox names of account {id} do not match its mailboxes"));
+        }
+        for (mid, mb) in &acc.mailboxes {
+            let ctx = || format!("checkpoint: mailbox {mid} of account {id}");
+            if mb.id != *mid || *mid >= acc.next_mailbox || acc.by_name.get(&mb.name) != Some(mid) {
+                return bad(format!("{} is inconsistent", ctx()));
+            }
+            if mb.uidnext == 0 || mb.uidnext == Uid::MAX {
+                return bad(format!("{} has UIDNEXT {}", ctx(), mb.uidnext));
+            }
+            let mut prev = 0;
+            for m in &mb.messages {
+                if m.uid <= prev || m.uid >= mb.uidnext || m.modseq > mb.highest_modseq {
+                    return bad(format!("{}: message UID {} out of order or range", ctx(), m.uid));
+                }
+                prev = m.uid;
+            }
+            let mut span = 0u64;
+            for &(a, b, _) in &mb.vanished {
+                if a == 0 || b < a || b >= mb.uidnext {
+                    return bad(format!("{}: expunged range {a}:{b} out of range", ctx()));
+                }
+                span += u64::from(b - a) + 1;
+            }
+            if span > u64::from(mb.uidnext) {
+                return bad(format!("{}: expunged ranges cover more UIDs than were given", ctx()));
+            }
+        }
+    }
+    Ok(())
 }

@@ -115,6 +115,23 @@ pub(crate) struct Relocation {
     pub meta: Option<Vec<u8>>,
 }
 
+/// Decompresses a zstd blob that must come out `raw_len` bytes long. Memory grows with the
+/// output actually produced, never with what a (possibly damaged) length claims.
+pub fn decompress(data: &[u8], raw_len: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(data).map_err(|e| format!("zstd data does not decompress: {e}"))?;
+    let mut out = Vec::with_capacity(raw_len.min(16 << 20) as usize);
+    (&mut decoder)
+        .take(raw_len.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd data does not decompress: {e}"))?;
+    if out.len() as u64 != raw_len {
+        return Err(format!("zstd data decompresses to {} bytes, not the {raw_len} recorded", out.len()));
+    }
+    Ok(out)
+}
+
 thread_local! {
     /// One zstd context per thread (and level), reused across messages.
     static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
@@ -726,10 +743,10 @@ impl Store {
         let data = self.read_data(blob.data, BLOB_PREFIX_LEN)?;
         match Codec::from_u8(blob.codec) {
             Some(Codec::None) => Ok(data.to_vec()),
-            Some(Codec::Zstd) => zstd::bulk::decompress(&data, blob.raw_len as usize).map_err(|e| ReadError::Corrupt {
+            Some(Codec::Zstd) => decompress(&data, blob.raw_len).map_err(|reason| ReadError::Corrupt {
                 segment: blob.data.segment,
                 offset: blob.data.offset,
-                reason: format!("zstd data does not decompress: {e}"),
+                reason,
             }),
             None => Err(ReadError::Corrupt {
                 segment: blob.data.segment,
@@ -1678,19 +1695,22 @@ fn commit_batch(inner: &Inner, writer: &mut Writer, ready: Vec<(Txn, Reply)>, si
     // Durable: make it visible.
     let mut touched: HashSet<AccountId> = HashSet::new();
     let mut unlink = Vec::new();
+    let mut failed: HashSet<usize> = HashSet::new();
     {
         let mut st = inner.state.write().unwrap_or_else(|e| e.into_inner());
-        for ((t, _), locs) in ready.iter().zip(&all_locs) {
+        for (i, ((t, _), locs)) in ready.iter().zip(&all_locs).enumerate() {
             for ((rec, _), loc) in t.records.iter().zip(locs) {
                 if let Record::Checkpoint(_) = rec {
                     st.checkpoint_segment = writer.segment;
                     continue;
                 }
                 if let Err(e) = st.apply(rec, *loc) {
-                    // Planning checked everything apply checks: this is a bug. Stop writing
-                    // rather than let memory and log disagree.
+                    // Planning checked everything apply checks: this is a bug (or a state
+                    // loaded from damaged bytes). Stop writing rather than let memory and log
+                    // disagree, and do not report this transaction as done.
                     let reason = format!("internal error applying a committed record: {e}");
                     *inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                    failed.insert(i);
                 }
                 let a = rec.account();
                 if a != 0 {
@@ -1711,8 +1731,13 @@ fn commit_batch(inner: &Inner, writer: &mut Writer, ready: Vec<(Txn, Reply)>, si
         let _ = inner.backend.remove(&crate::log::segment_file_name(seg));
         let _ = inner.backend.sync_dir();
     }
-    for ((t, reply), _) in ready.into_iter().zip(all_locs) {
-        let _ = reply.send(Ok(t.outcome));
+    for (i, ((t, reply), _)) in ready.into_iter().zip(all_locs).enumerate() {
+        if failed.contains(&i) {
+            let reason = inner.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+            let _ = reply.send(Err(CommitError::Stopped(reason)));
+        } else {
+            let _ = reply.send(Ok(t.outcome));
+        }
     }
 }
 

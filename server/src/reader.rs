@@ -67,8 +67,7 @@ pub fn read_body(segments: &Segments, blob: &BlobEntry) -> Result<Vec<u8>, ReadE
     let corrupt = |reason: String| ReadError::Corrupt { segment: blob.data.segment, offset: blob.data.offset, reason };
     match Codec::from_u8(blob.codec) {
         Some(Codec::None) => Ok(data),
-        Some(Codec::Zstd) => zstd::bulk::decompress(&data, blob.raw_len as usize)
-            .map_err(|e| corrupt(format!("zstd data does not decompress: {e}"))),
+        Some(Codec::Zstd) => postlog_engine::store::decompress(&data, blob.raw_len).map_err(corrupt),
         None => Err(corrupt(format!("unknown codec {}", blob.codec))),
     }
 }

@@ -12,7 +12,7 @@ pub struct ShutdownTrigger(watch::Sender<bool>);
 
 /// What sessions (and accept loops, the control socket...) select on. Cheap to clone.
 ///
-/// ```ignore
+/// ```text
 /// tokio::select! {
 ///     _ = shutdown.triggered() => { conn.write_all(b"* BYE Server shutting down\r\n").await?; }
 ///     n = conn.read_idle(&mut buf) => { /* ... */ }
