@@ -93,6 +93,9 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
         let mut off = SEGMENT_HEADER_LEN as u64;
         let mut pending: Vec<(Record, Option<DataLoc>, u64)> = Vec::new();
         let mut skipping_from: Option<u64> = None;
+        // Records of the open transaction were lost to damage: what it adds is kept, what it
+        // removes is not (applying half a MOVE's expunge without its copy would lose mail).
+        let mut damaged = false;
         while off + RECORD_HEADER_LEN as u64 <= len {
             let Some((frame, payload)) = read_frame(&*file, off, len) else {
                 if file.view(off, RECORD_HEADER_LEN).is_ok_and(|h| h.iter().all(|&b| b == 0)) && skipping_from.is_none()
@@ -112,18 +115,29 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
                         segment: id,
                         offset: from,
                         what: format!(
-                            "{} unreadable bytes skipped; the open transaction ({} records) dropped",
+                            "{} unreadable bytes skipped inside a transaction; its readable records that add \
+                             data are kept, those that remove data are dropped",
                             off - from,
-                            pending.len()
                         ),
                     });
+                    damaged = true;
                 }
-                pending.clear();
             }
             let total = frame_len(frame.payload_len as usize) as u64;
             match Record::decode(frame.kind, &payload) {
                 Ok((Record::Commit { .. }, _)) => {
                     for (rec, data, lsn) in pending.drain(..) {
+                        if damaged && removes(&rec) {
+                            problems.push(Problem {
+                                segment: id,
+                                offset: off,
+                                what: format!(
+                                    "{} record (LSN {lsn}) of a damaged transaction not applied",
+                                    kind::name(rec.kind())
+                                ),
+                            });
+                            continue;
+                        }
                         if let Err(e) = state.apply(&rec, data) {
                             problems.push(Problem {
                                 segment: id,
@@ -132,6 +146,7 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
                             });
                         }
                     }
+                    damaged = false;
                 }
                 Ok((Record::Seal { .. }, _)) => pending.clear(),
                 Ok((rec, _)) => {
@@ -155,9 +170,9 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
                     problems.push(Problem {
                         segment: id,
                         offset: off,
-                        what: format!("record does not decode ({e}); its transaction dropped"),
+                        what: format!("record does not decode ({e}); skipped"),
                     });
-                    pending.clear();
+                    damaged = true;
                 }
             }
             off += total;
@@ -227,6 +242,19 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
     }
     let _ = state.recount_refs();
     Salvaged { state, segments, problems, lost_messages: lost }
+}
+
+/// Records that take data away (not applied from a damaged transaction).
+fn removes(rec: &Record) -> bool {
+    matches!(
+        rec,
+        Record::AccountDelete { .. }
+            | Record::MailboxDelete { .. }
+            | Record::Expunge { .. }
+            | Record::KvDelete { .. }
+            | Record::SegmentDrop { .. }
+            | Record::Checkpoint(_)
+    )
 }
 
 fn check_record(segments: &Segments, loc: Loc, prefix: usize) -> bool {

@@ -240,9 +240,9 @@ enum Op {
         name: String,
         special_use: u8,
     },
+    /// One or many messages, each to one or many mailboxes, in one transaction.
     Append {
-        message: Arc<PreparedMessage>,
-        targets: Vec<AppendTarget>,
+        items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
         save_date: i64,
     },
     Store {
@@ -290,7 +290,7 @@ enum Outcome {
     Account(AccountId),
     Mailbox(MailboxId),
     Unit,
-    Appended(Vec<Appended>),
+    Appended(Vec<Vec<Appended>>),
     Stored(StoreOutcome),
     Expunged(Vec<Uid>, u64),
     Copied(CopyOutcome),
@@ -622,7 +622,18 @@ impl Store {
         message: Arc<PreparedMessage>,
         targets: &[AppendTarget],
     ) -> Result<Vec<Appended>, CommitError> {
-        match self.submit(Op::Append { message, targets: targets.to_vec(), save_date: now_unix() })? {
+        let mut all = self.append_many(vec![(message, targets.to_vec())])?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Appends several messages in one atomic commit, giving them UIDs in the order given
+    /// (imports keep their source's order this way, with one sync for the lot). Returns, per
+    /// message, where its copies went.
+    pub fn append_many(
+        &self,
+        items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
+    ) -> Result<Vec<Vec<Appended>>, CommitError> {
+        match self.submit(Op::Append { items, save_date: now_unix() })? {
             Outcome::Appended(v) => Ok(v),
             o => unreachable!("append answered {o:?}"),
         }
@@ -1245,14 +1256,14 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 Outcome::Unit,
             )))
         }
-        Op::Append { message, targets, save_date } => {
-            if targets.is_empty() {
+        Op::Append { items, save_date } => {
+            if items.is_empty() || items.iter().any(|(_, targets)| targets.is_empty()) {
                 return Err(CommitError::NotAllowed("append without a destination".into()));
             }
             let mut claims = Vec::new();
             // Keywords of all the targets in one mailbox: they all join its table.
             let mut brought: HashMap<(AccountId, MailboxId), Vec<String>> = HashMap::new();
-            for t in targets {
+            for t in items.iter().flat_map(|(_, targets)| targets) {
                 let mb = mailbox_of(st, t.account, t.mailbox)?;
                 check_keywords(&t.keywords)?;
                 let names = brought.entry((t.account, t.mailbox)).or_default();
@@ -1270,57 +1281,69 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 return Ok(None);
             }
             let mut records = Vec::new();
-            let existing = st
-                .blob_by_hash
-                .get(&message.hash)
-                .copied()
-                .filter(|id| {
-                    st.blobs.get(id).is_some_and(|b| b.meta.is_some() && !st.dropped_segments.contains(&b.data.segment))
-                })
-                .or_else(|| ov.new_blobs.get(&message.hash).copied());
-            let blob = match existing {
-                Some(id) => id,
-                None => {
-                    let id = ov.next_blob.unwrap_or(st.next_blob).max(st.next_blob).max(1);
-                    ov.next_blob = Some(id + 1);
-                    ov.new_blobs.insert(message.hash, id);
-                    records.push((
-                        Record::Blob { blob: id, hash: message.hash, raw_len: message.raw_len },
-                        Some((message.codec, message.stored.clone())),
-                    ));
-                    records.push((Record::Meta { blob: id }, Some((Codec::None, message.meta.clone()))));
-                    id
-                }
-            };
             let mut modseqs: HashMap<AccountId, u64> = HashMap::new();
-            let mut out = Vec::new();
-            for t in targets {
-                let modseq = match modseqs.get(&t.account) {
-                    Some(m) => *m,
+            let mut out = Vec::with_capacity(items.len());
+            for (message, targets) in items {
+                let existing = st
+                    .blob_by_hash
+                    .get(&message.hash)
+                    .copied()
+                    .filter(|id| {
+                        st.blobs
+                            .get(id)
+                            .is_some_and(|b| b.meta.is_some() && !st.dropped_segments.contains(&b.data.segment))
+                    })
+                    .or_else(|| ov.new_blobs.get(&message.hash).copied());
+                let blob = match existing {
+                    Some(id) => id,
                     None => {
-                        let m = ov.next_modseq(st, t.account);
-                        modseqs.insert(t.account, m);
-                        m
+                        let id = ov.next_blob.unwrap_or(st.next_blob).max(st.next_blob).max(1);
+                        ov.next_blob = Some(id + 1);
+                        ov.new_blobs.insert(message.hash, id);
+                        records.push((
+                            Record::Blob { blob: id, hash: message.hash, raw_len: message.raw_len },
+                            Some((message.codec, message.stored.clone())),
+                        ));
+                        records.push((Record::Meta { blob: id }, Some((Codec::None, message.meta.clone()))));
+                        id
                     }
                 };
-                let mb = mailbox_of(st, t.account, t.mailbox)?;
-                let uid = ov.alloc_uids(mb, t.account, 1)?;
-                records.push((
-                    Record::MessageAppend {
+                let mut done = Vec::with_capacity(targets.len());
+                for t in targets {
+                    let modseq = match modseqs.get(&t.account) {
+                        Some(m) => *m,
+                        None => {
+                            let m = ov.next_modseq(st, t.account);
+                            modseqs.insert(t.account, m);
+                            m
+                        }
+                    };
+                    let mb = mailbox_of(st, t.account, t.mailbox)?;
+                    let uid = ov.alloc_uids(mb, t.account, 1)?;
+                    records.push((
+                        Record::MessageAppend {
+                            account: t.account,
+                            mailbox: t.mailbox,
+                            uid,
+                            modseq,
+                            blob,
+                            size: message.raw_len,
+                            flags: t.flags & flag::ALL,
+                            keywords: t.keywords.clone(),
+                            internal_date: t.internal_date,
+                            save_date: *save_date,
+                        },
+                        None,
+                    ));
+                    done.push(Appended {
                         account: t.account,
                         mailbox: t.mailbox,
+                        uidvalidity: mb.uidvalidity,
                         uid,
                         modseq,
-                        blob,
-                        size: message.raw_len,
-                        flags: t.flags & flag::ALL,
-                        keywords: t.keywords.clone(),
-                        internal_date: t.internal_date,
-                        save_date: *save_date,
-                    },
-                    None,
-                ));
-                out.push(Appended { account: t.account, mailbox: t.mailbox, uidvalidity: mb.uidvalidity, uid, modseq });
+                    });
+                }
+                out.push(done);
             }
             Ok(Some(txn(records, Outcome::Appended(out))))
         }

@@ -242,3 +242,37 @@ fn key_value_directory_is_durable_and_conditional() {
     let store = Store::open(dir.path(), Options::default()).unwrap();
     assert_eq!(store.kv_scan("").len(), 2);
 }
+
+#[test]
+fn append_many_commits_in_order_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let acc = store.create_account("m@example.test", &[("Sent", special_use::SENT)]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    let sent = store.mailbox_by_name(acc, "Sent").unwrap().id;
+    let prepared: Vec<_> =
+        (1..=5).map(|n| std::sync::Arc::new(postlog_engine::PreparedMessage::new(&msg(n), store.options()))).collect();
+    let before = store.stats().batches.load(std::sync::atomic::Ordering::Relaxed);
+    let items = prepared.iter().enumerate().map(|(i, p)| {
+        let mut targets = vec![target(acc, inbox)];
+        if i == 2 {
+            targets.push(target(acc, sent));
+        }
+        (p.clone(), targets)
+    });
+    let done = store.append_many(items.collect()).unwrap();
+    assert_eq!(store.stats().batches.load(std::sync::atomic::Ordering::Relaxed), before + 1, "one commit");
+    let uids: Vec<u32> = done.iter().map(|d| d[0].uid).collect();
+    assert_eq!(uids, [1, 2, 3, 4, 5], "UIDs in the order given");
+    assert_eq!(done[2][1].mailbox, sent);
+    for n in 1..=5u32 {
+        assert_eq!(store.read_message(acc, inbox, n).unwrap(), msg(n as usize));
+    }
+    // All or nothing: one bad destination refuses the whole lot.
+    let err = store.append_many(vec![
+        (prepared[0].clone(), vec![target(acc, inbox)]),
+        (prepared[1].clone(), vec![target(acc, 999)]),
+    ]);
+    assert!(matches!(err, Err(CommitError::NoSuchMailbox(_))));
+    assert_eq!(store.mailbox(acc, inbox).unwrap().messages, 5);
+}

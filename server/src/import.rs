@@ -1,5 +1,6 @@
 //! `postlog import`: mail from a Maildir, an mbox file or a directory of .eml files into an
-//! account, appended by several threads so the store's group commit batches them.
+//! account. Several threads prepare messages (hash, parse, compress); one appends them in the
+//! source's order, many per commit, so UIDs follow the source.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -77,57 +78,91 @@ impl Shared<'_> {
         self.bar.suspend(|| eprintln!("postlog import: skipped {what}"));
     }
 
-    fn append(&self, ordinal: u64, msg: MailMessage) {
+    /// Resolves the destination and prepares the message (hash, parse, compress) on the
+    /// calling worker thread. `None`: reported and skipped.
+    fn prepare(&self, ordinal: u64, msg: MailMessage) -> Option<Ready> {
         let dest = self.destination(&msg.folder);
-        let describe = || format!("message #{ordinal} of folder {:?}", msg.folder);
+        let describe = format!("message #{ordinal} of folder {:?}", msg.folder);
         let mailbox = match self.mailbox(&dest) {
             Ok(id) => id,
-            Err(e) => return self.report(format!("{}: mailbox {dest:?}: {e}", describe())),
+            Err(e) => {
+                self.report(format!("{describe}: mailbox {dest:?}: {e}"));
+                return None;
+            }
         };
         let (flags, unknown) = flag_bits(&msg.flags);
         if !unknown.is_empty() {
-            self.bar.suspend(|| eprintln!("postlog import: {}: dropped unknown flags {unknown:?}", describe()));
+            self.bar.suspend(|| eprintln!("postlog import: {describe}: dropped unknown flags {unknown:?}"));
         }
         let prepared = Arc::new(PreparedMessage::new(&msg.bytes, self.store.options()));
-        let mut target = AppendTarget {
+        let target = AppendTarget {
             account: self.account,
             mailbox,
             flags,
-            keywords: msg.keywords.clone(),
+            keywords: msg.keywords,
             internal_date: msg.internal_date,
         };
-        let mut result = self.store.append_prepared(prepared.clone(), std::slice::from_ref(&target));
+        Some(Ready { prepared, target, dest, describe, bytes: msg.bytes.len() as u64 })
+    }
+
+    /// Appends a run of prepared messages in source order, in one commit. If the store refuses
+    /// the run for one message's sake (its keywords), they go one by one so only that one is
+    /// affected.
+    fn commit(&self, run: Vec<Ready>) {
+        if run.is_empty() {
+            return;
+        }
+        let items = run.iter().map(|r| (r.prepared.clone(), vec![r.target.clone()])).collect();
+        match self.store.append_many(items) {
+            Ok(_) => run.into_iter().for_each(|r| self.done(r)),
+            Err(CommitError::TooManyKeywords | CommitError::NotAllowed(_)) if run.len() > 1 => {
+                run.into_iter().for_each(|r| self.commit_one(r));
+            }
+            Err(_) => run.into_iter().for_each(|r| self.commit_one(r)),
+        }
+    }
+
+    fn commit_one(&self, mut r: Ready) {
+        let mut result = self.store.append_prepared(r.prepared.clone(), std::slice::from_ref(&r.target));
         if matches!(result, Err(CommitError::TooManyKeywords) | Err(CommitError::NotAllowed(_)))
-            && !target.keywords.is_empty()
+            && !r.target.keywords.is_empty()
         {
+            let why = result.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
             self.bar.suspend(|| {
-                eprintln!(
-                    "postlog import: {}: keywords {:?} dropped: {}",
-                    describe(),
-                    target.keywords,
-                    result.as_ref().unwrap_err()
-                )
+                eprintln!("postlog import: {}: keywords {:?} dropped: {why}", r.describe, r.target.keywords)
             });
-            target.keywords.clear();
-            result = self.store.append_prepared(prepared, std::slice::from_ref(&target));
+            r.target.keywords.clear();
+            result = self.store.append_prepared(r.prepared.clone(), std::slice::from_ref(&r.target));
         }
         match result {
-            Ok(_) => {
-                self.imported.fetch_add(1, Ordering::Relaxed);
-                self.bytes.fetch_add(msg.bytes.len() as u64, Ordering::Relaxed);
-                *self.per_mailbox.lock().unwrap_or_else(|e| e.into_inner()).entry(dest).or_insert(0) += 1;
-            }
+            Ok(_) => self.done(r),
             Err(e @ (CommitError::DiskFull | CommitError::Stopped(_) | CommitError::Closed | CommitError::Io(_))) => {
                 self.abort.store(true, Ordering::Relaxed);
                 self.fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
             }
-            Err(e) => self.report(format!("{}: {e}", describe())),
-        }
-        if self.count_mode {
-            self.bar.inc(1);
+            Err(e) => self.report(format!("{}: {e}", r.describe)),
         }
     }
+
+    fn done(&self, r: Ready) {
+        self.imported.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(r.bytes, Ordering::Relaxed);
+        *self.per_mailbox.lock().unwrap_or_else(|e| e.into_inner()).entry(r.dest).or_insert(0) += 1;
+    }
 }
+
+/// A message prepared for appending.
+struct Ready {
+    prepared: Arc<PreparedMessage>,
+    target: AppendTarget,
+    dest: String,
+    describe: String,
+    bytes: u64,
+}
+
+/// Most messages (and bytes) one commit of an import carries.
+const RUN_MESSAGES: usize = 256;
+const RUN_BYTES: u64 = 16 << 20;
 
 fn progress_bar(source: &dyn MailSource) -> (ProgressBar, bool) {
     let est = source.estimate();
@@ -220,21 +255,63 @@ pub fn run(config: &Config, args: &ImportArgs) -> Result<i32, CmdError> {
     }
 
     let started = Instant::now();
+    // Workers prepare messages in parallel; one committer appends them in source order, many
+    // per commit, so UIDs follow the source's order and a commit carries many messages.
     let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, MailMessage)>(args.threads as usize * 4);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(u64, Option<Ready>)>();
     let rx = Mutex::new(rx);
     std::thread::scope(|s| {
         for _ in 0..args.threads {
-            s.spawn(|| {
+            let ready_tx = ready_tx.clone();
+            let (rx, shared) = (&rx, &shared);
+            s.spawn(move || {
                 loop {
                     let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((ordinal, msg)) = job else { break };
-                    if shared.abort.load(Ordering::Relaxed) {
-                        continue;
+                    let ready = if shared.abort.load(Ordering::Relaxed) { None } else { shared.prepare(ordinal, msg) };
+                    if ready_tx.send((ordinal, ready)).is_err() {
+                        break;
                     }
-                    shared.append(ordinal, msg);
                 }
             });
         }
+        let shared_ref = &shared;
+        s.spawn(move || {
+            let mut pending: BTreeMap<u64, Option<Ready>> = BTreeMap::new();
+            let mut next = 1u64;
+            let mut run: Vec<Ready> = Vec::new();
+            let mut run_bytes = 0u64;
+            loop {
+                // Wait for something when nothing is ready in order; else take what is there.
+                let got = if pending.contains_key(&next) { ready_rx.try_recv().ok() } else { ready_rx.recv().ok() };
+                let finished = got.is_none() && !pending.contains_key(&next);
+                if let Some((ordinal, r)) = got {
+                    pending.insert(ordinal, r);
+                }
+                while let Some(r) = pending.remove(&next) {
+                    next += 1;
+                    if let Some(r) = r {
+                        run_bytes += r.bytes;
+                        run.push(r);
+                    }
+                    if shared_ref.count_mode {
+                        shared_ref.bar.inc(1);
+                    }
+                    if run.len() >= RUN_MESSAGES || run_bytes >= RUN_BYTES {
+                        shared_ref.commit(std::mem::take(&mut run));
+                        run_bytes = 0;
+                    }
+                }
+                // Nothing more in order right now: commit what we have rather than wait.
+                if !pending.contains_key(&next) || finished {
+                    shared_ref.commit(std::mem::take(&mut run));
+                    run_bytes = 0;
+                }
+                if finished {
+                    break;
+                }
+            }
+        });
         let mut ordinal = 0u64;
         while let Some(item) = source.next() {
             ordinal += 1;
@@ -249,8 +326,8 @@ pub fn run(config: &Config, args: &ImportArgs) -> Result<i32, CmdError> {
                 }
                 Err(e) => {
                     shared.report(e.to_string());
-                    if count_mode {
-                        shared.bar.inc(1);
+                    if ready_tx.send((ordinal, None)).is_err() {
+                        break;
                     }
                 }
             }
@@ -259,6 +336,7 @@ pub fn run(config: &Config, args: &ImportArgs) -> Result<i32, CmdError> {
             }
         }
         drop(tx);
+        drop(ready_tx);
     });
     shared.bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
