@@ -44,22 +44,6 @@ pub struct AuthSettings {
     pub limiter: LimiterSettings,
 }
 
-impl From<&crate::config::AuthPolicy> for AuthSettings {
-    fn from(p: &crate::config::AuthPolicy) -> Self {
-        AuthSettings {
-            plaintext_on_loopback: p.plaintext_on_loopback,
-            limiter: LimiterSettings {
-                max_failures_per_ip: p.max_failures_per_ip,
-                max_failures_per_account: p.max_failures_per_account,
-                failure_window: p.failure_window,
-                lockout: p.lockout,
-                delay_step: p.delay_step,
-                delay_max: p.delay_max,
-            },
-        }
-    }
-}
-
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings { plaintext_on_loopback: true, limiter: LimiterSettings::default() }

@@ -363,23 +363,6 @@ impl Timeouts {
     }
 }
 
-/// `[auth]`: when plain-text authentication is allowed, and the brute-force limiter's policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthPolicy {
-    /// Loopback connections count as secured for plain-text mechanisms (as in Dovecot).
-    pub plaintext_on_loopback: bool,
-    /// Failures from one client address within `failure_window` before it is locked out.
-    pub max_failures_per_ip: u32,
-    /// Failures for one account within `failure_window` before it is locked out.
-    pub max_failures_per_account: u32,
-    pub failure_window: Duration,
-    /// How long an address (or account) is refused after too many failures.
-    pub lockout: Duration,
-    /// Added to the answer of an attempt per recent failure, up to `delay_max`.
-    pub delay_step: Duration,
-    pub delay_max: Duration,
-}
-
 /// `[quota]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
@@ -441,7 +424,7 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
     pub timeouts: Timeouts,
-    pub auth: AuthPolicy,
+    pub auth: crate::auth::AuthSettings,
     pub quota: Quota,
     pub log: Log,
 }
@@ -480,14 +463,16 @@ impl Config {
             tls: None,
             limits: Limits { max_connections: 0, max_connections_per_ip: 0 },
             timeouts: Timeouts { smtp: zero, imap: zero, pop3: zero, http: zero, shutdown_grace: zero },
-            auth: AuthPolicy {
+            auth: crate::auth::AuthSettings {
                 plaintext_on_loopback: false,
-                max_failures_per_ip: 0,
-                max_failures_per_account: 0,
-                failure_window: zero,
-                lockout: zero,
-                delay_step: zero,
-                delay_max: zero,
+                limiter: crate::limiter::LimiterSettings {
+                    max_failures_per_ip: 0,
+                    max_failures_per_account: 0,
+                    failure_window: zero,
+                    lockout: zero,
+                    delay_step: zero,
+                    delay_max: zero,
+                },
             },
             quota: Quota { default_bytes: 0 },
             log: Log { level: LogLevel::Info, format: LogFormat::Text },
@@ -603,8 +588,12 @@ impl Config {
                 })?;
             }
             let counts = [
-                (&a.max_failures_per_ip, "auth.max_failures_per_ip", &mut self.auth.max_failures_per_ip),
-                (&a.max_failures_per_account, "auth.max_failures_per_account", &mut self.auth.max_failures_per_account),
+                (&a.max_failures_per_ip, "auth.max_failures_per_ip", &mut self.auth.limiter.max_failures_per_ip),
+                (
+                    &a.max_failures_per_account,
+                    "auth.max_failures_per_account",
+                    &mut self.auth.limiter.max_failures_per_account,
+                ),
             ];
             for (x, key, slot) in counts {
                 if let Some(x) = x {
@@ -612,10 +601,10 @@ impl Config {
                 }
             }
             let times = [
-                (&a.failure_window, "auth.failure_window", &mut self.auth.failure_window, 1, 1000),
-                (&a.lockout, "auth.lockout", &mut self.auth.lockout, 0, 1000),
-                (&a.delay_step_ms, "auth.delay_step_ms", &mut self.auth.delay_step, 0, 1),
-                (&a.delay_max_ms, "auth.delay_max_ms", &mut self.auth.delay_max, 0, 1),
+                (&a.failure_window, "auth.failure_window", &mut self.auth.limiter.failure_window, 1, 1000),
+                (&a.lockout, "auth.lockout", &mut self.auth.limiter.lockout, 0, 1000),
+                (&a.delay_step_ms, "auth.delay_step_ms", &mut self.auth.limiter.delay_step, 0, 1),
+                (&a.delay_max_ms, "auth.delay_max_ms", &mut self.auth.limiter.delay_max, 0, 1),
             ];
             for (x, key, slot, min, millis_per_unit) in times {
                 if let Some(x) = x {
@@ -800,14 +789,16 @@ mod tests {
         assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(10));
         assert_eq!(
             c.auth,
-            AuthPolicy {
+            crate::auth::AuthSettings {
                 plaintext_on_loopback: true,
-                max_failures_per_ip: 10,
-                max_failures_per_account: 20,
-                failure_window: Duration::from_secs(900),
-                lockout: Duration::from_secs(900),
-                delay_step: Duration::from_millis(500),
-                delay_max: Duration::from_millis(5000),
+                limiter: crate::limiter::LimiterSettings {
+                    max_failures_per_ip: 10,
+                    max_failures_per_account: 20,
+                    failure_window: Duration::from_secs(900),
+                    lockout: Duration::from_secs(900),
+                    delay_step: Duration::from_millis(500),
+                    delay_max: Duration::from_millis(5000),
+                },
             }
         );
         assert_eq!(c.quota.default_limit(), None);
@@ -831,7 +822,7 @@ mod tests {
         assert_eq!(c.timeouts.imap, Duration::from_secs(60));
         assert_eq!(c.timeouts.smtp, Duration::from_secs(300));
         assert!(!c.auth.plaintext_on_loopback);
-        assert_eq!(c.auth.delay_step, Duration::from_millis(250));
+        assert_eq!(c.auth.limiter.delay_step, Duration::from_millis(250));
         assert_eq!(c.quota.default_bytes, 2 << 30);
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.tls, Some(TlsFiles { cert: "c.pem".into(), key: "k.pem".into() }));

@@ -337,23 +337,27 @@ fn account_key(name: &str) -> String {
     name.chars().take(255).collect::<String>().to_lowercase()
 }
 
+/// A clock tests move by hand.
+#[cfg(test)]
+pub(crate) struct FakeClock(pub(crate) Mutex<Instant>);
+
+#[cfg(test)]
+impl FakeClock {
+    pub(crate) fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
+}
+
+#[cfg(test)]
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct FakeClock(Mutex<Instant>);
-
-    impl FakeClock {
-        fn advance(&self, by: Duration) {
-            *self.0.lock().unwrap() += by;
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Instant {
-            *self.0.lock().unwrap()
-        }
-    }
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -128,7 +128,7 @@ async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(),
 /// listener accepts. An error stops the start (exit 2).
 fn build_services(config: &Config, store: &Store, _metrics: &Metrics) -> Result<Services, CmdError> {
     let directory = crate::directory::Directory::new(store.clone(), config.quota.default_bytes);
-    let auth = crate::auth::Authenticator::new(directory.clone(), crate::auth::AuthSettings::from(&config.auth))
+    let auth = crate::auth::Authenticator::new(directory.clone(), config.auth.clone())
         .map_err(|e| CmdError::new(format!("cannot set up authentication: {e}")))?;
     Ok(Services { directory, auth })
 }

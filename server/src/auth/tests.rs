@@ -14,19 +14,7 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::directory::Credentials;
 
-struct FakeClock(Mutex<Instant>);
-
-impl FakeClock {
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> Instant {
-        *self.0.lock().unwrap()
-    }
-}
+use crate::limiter::FakeClock;
 
 const MS: Duration = Duration::from_millis(1);
 const ALICE: &str = "alice@example.test";
