@@ -61,6 +61,20 @@ enum ViewInner {
     Mapped(Arc<memmap2::Mmap>, Range<usize>),
 }
 
+impl View {
+    /// The bytes `[start, end)` of this view (offsets within it), without a copy for maps.
+    pub fn narrow(self, start: usize, end: usize) -> View {
+        match self.0 {
+            ViewInner::Owned(mut v) => {
+                v.truncate(end);
+                v.drain(..start);
+                View(ViewInner::Owned(v))
+            }
+            ViewInner::Mapped(m, r) => View(ViewInner::Mapped(m, r.start + start..r.start + end)),
+        }
+    }
+}
+
 impl Deref for View {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -733,21 +733,21 @@ impl Store {
             reason: "segment is gone".into(),
         })?;
         let rec_start = loc.offset - (RECORD_HEADER_LEN + prefix) as u64;
-        let header = file.view(rec_start, RECORD_HEADER_LEN).map_err(ReadError::Io)?;
-        let mut hb = [0u8; RECORD_HEADER_LEN];
-        hb.copy_from_slice(&header);
         let corrupt =
             |reason: &str| ReadError::Corrupt { segment: loc.segment, offset: rec_start, reason: reason.into() };
+        // One view of the whole record: header, prefix and data.
+        let whole = RECORD_HEADER_LEN + prefix + loc.len as usize;
+        let record = file.view(rec_start, whole).map_err(ReadError::Io)?;
+        let mut hb = [0u8; RECORD_HEADER_LEN];
+        hb.copy_from_slice(&record[..RECORD_HEADER_LEN]);
         let frame = crate::format::FrameHeader::decode(&hb).map_err(|e| corrupt(&format!("{e:?} in record header")))?;
         if frame.payload_len as usize != prefix + loc.len as usize {
             return Err(corrupt("record length differs from the index"));
         }
-        let payload =
-            file.view(rec_start + RECORD_HEADER_LEN as u64, frame.payload_len as usize).map_err(ReadError::Io)?;
-        if crate::format::crc32c(&payload) != frame.payload_crc {
+        if crate::format::crc32c(&record[RECORD_HEADER_LEN..]) != frame.payload_crc {
             return Err(corrupt("payload checksum mismatch"));
         }
-        file.view(loc.offset, loc.len as usize).map_err(ReadError::Io)
+        Ok(record.narrow(RECORD_HEADER_LEN + prefix, whole))
     }
 
     fn body_of(&self, blob: &BlobEntry) -> Result<Vec<u8>, ReadError> {
@@ -815,25 +815,38 @@ impl Store {
         })
     }
 
-    /// Metadata of every message of a mailbox, in UID order.
-    pub fn metas(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<(Uid, MessageMeta)>, ReadError> {
+    /// Calls `f` with the encoded metadata (`MessageMeta::decode` reads it) of every message of
+    /// a mailbox, in UID order, straight from the log (checksum verified, no copy, no
+    /// decoding): the fast path for a client's first sync, which decodes only what it sends.
+    /// An `Err` from `f` (the bytes do not decode) stops the walk as `ReadError::Corrupt`
+    /// naming the record.
+    pub fn for_each_meta(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        mut f: impl FnMut(Uid, &[u8]) -> Result<(), String>,
+    ) -> Result<(), ReadError> {
         let locs: Vec<(Uid, Option<Loc>)> = {
             let st = self.read_state();
             let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
             let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
             mb.messages.iter().map(|m| (m.uid, st.blobs.get(&m.blob).and_then(|b| b.meta))).collect()
         };
-        let mut out = Vec::with_capacity(locs.len());
         for (uid, loc) in locs {
             let loc = loc.ok_or(ReadError::NoSuchMessage(uid))?;
             let bytes = self.read_data(loc, META_PREFIX_LEN)?;
-            let meta = MessageMeta::decode(&bytes).map_err(|e| ReadError::Corrupt {
-                segment: loc.segment,
-                offset: loc.offset,
-                reason: e.to_string(),
-            })?;
-            out.push((uid, meta));
+            f(uid, &bytes).map_err(|reason| ReadError::Corrupt { segment: loc.segment, offset: loc.offset, reason })?;
         }
+        Ok(())
+    }
+
+    /// Metadata of every message of a mailbox, in UID order.
+    pub fn metas(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<(Uid, MessageMeta)>, ReadError> {
+        let mut out = Vec::new();
+        self.for_each_meta(account, mailbox, |uid, bytes| {
+            out.push((uid, MessageMeta::decode(bytes).map_err(|e| e.to_string())?));
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -276,3 +276,28 @@ fn append_many_commits_in_order_in_one_transaction() {
     assert!(matches!(err, Err(CommitError::NoSuchMailbox(_))));
     assert_eq!(store.mailbox(acc, inbox).unwrap().messages, 5);
 }
+
+#[test]
+fn metadata_read_in_place_matches_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let acc = store.create_account("r@example.test", &[]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    for n in 1..=20 {
+        store.append(&msg(n), &[target(acc, inbox)]).unwrap();
+    }
+    let decoded = store.metas(acc, inbox).unwrap();
+    let mut seen = Vec::new();
+    store
+        .for_each_meta(acc, inbox, |uid, bytes| {
+            let meta = postlog_engine::meta::MessageMeta::decode(bytes).map_err(|e| e.to_string())?;
+            seen.push((uid, meta));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, decoded);
+    assert_eq!(seen[4].1.envelope.subject.as_deref(), Some("test 5"));
+    // A callback error stops the walk and names the record.
+    let err = store.for_each_meta(acc, inbox, |uid, _| if uid == 3 { Err("no".into()) } else { Ok(()) }).unwrap_err();
+    assert!(matches!(err, postlog_engine::ReadError::Corrupt { .. }), "{err}");
+}
