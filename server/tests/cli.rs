@@ -1,11 +1,12 @@
 //! End-to-end tests of the `postlog` binary's commands, each on its own temporary data
 //! directory.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -14,11 +15,7 @@ const ALICE: &str = "alice@example.test";
 /// 2023-11-14 22:13:20 UTC.
 const T0: i64 = 1_700_000_000;
 
-fn postlog() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_postlog"));
-    c.env_remove("RUST_LOG");
-    c
-}
+use common::postlog;
 
 fn run(args: &[&str]) -> Output {
     postlog().args(args).stdin(Stdio::null()).output().expect("run postlog")
@@ -474,23 +471,7 @@ fn serve_holds_the_lock_and_stops_cleanly_on_sigterm() {
     fs::write(&config, format!("hostname = \"mail.example.test\"\ndata_dir = {:?}\n[listen]\n{off}", s(&data)))
         .unwrap();
 
-    let mut child = postlog()
-        .args(["serve", "--config", s(&config)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = common::spawn_serve(&config);
     let ready = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
         let _ = child.kill();
         panic!("serve did not start")

@@ -2,12 +2,14 @@
 //! picks, real TLS handshakes (rustls on the client side), limits, /metrics, config errors,
 //! shutdown.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -19,11 +21,7 @@ const HOST: &str = "mail.example.test";
 const LISTENERS: [&str; 9] = ["smtp", "submission", "submissions", "lmtp", "imap", "imaps", "pop3", "pop3s", "http"];
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn postlog() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_postlog"));
-    c.env_remove("RUST_LOG");
-    c
-}
+use common::postlog;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -58,23 +56,7 @@ impl Server {
         config.push_str(extra);
         let path = dir.join("postlog.toml");
         fs::write(&path, config).unwrap();
-        let mut child = postlog()
-            .args(["serve", "--config", s(&path)])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = common::spawn_serve(&path);
         let mut server = Server { child: Some(child), lines, log: Vec::new(), ports, data };
         server.wait_for_log("ready: listening on", Duration::from_secs(60));
         server
