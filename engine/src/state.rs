@@ -52,6 +52,10 @@ pub mod special_use {
     ];
 }
 
+/// Expunge records a mailbox keeps before neighbouring ones are merged (see
+/// [`Mailbox::coalesce_vanished`]).
+pub const MAX_VANISHED_RANGES: usize = 4096;
+
 /// Most keywords a mailbox can hold (they are a bitmap per message).
 pub const MAX_KEYWORDS_PER_MAILBOX: usize = 64;
 
@@ -116,6 +120,31 @@ impl Mailbox {
 
     pub fn message(&self, uid: Uid) -> Option<&MessageEntry> {
         self.position(uid).map(|i| &self.messages[i])
+    }
+
+    /// Bounds the memory of expunge records: merges ranges that no live message separates,
+    /// keeping the later MODSEQ. Every UID below UIDNEXT was given to a message once, so a gap
+    /// between two such ranges holds only expunged UIDs and the merged range stays exact as a
+    /// set; a UID may then be reported as expunged later than it was, which QRESYNC and JMAP
+    /// clients tolerate (they drop UIDs they do not know). Deterministic, so replay agrees.
+    pub fn coalesce_vanished(&mut self) {
+        self.vanished.sort_unstable_by_key(|v| v.0);
+        let mut out: Vec<(Uid, Uid, u64)> = Vec::with_capacity(self.vanished.len());
+        for &(a, b, m) in &self.vanished {
+            if let Some(last) = out.last_mut() {
+                let between_live = {
+                    let i = self.messages.partition_point(|msg| msg.uid <= last.1);
+                    self.messages.get(i).is_some_and(|msg| msg.uid < a)
+                };
+                if !between_live {
+                    last.1 = last.1.max(b);
+                    last.2 = last.2.max(m);
+                    continue;
+                }
+            }
+            out.push((a, b, m));
+        }
+        self.vanished = out;
     }
 
     pub fn keyword_names(&self, bits: u64) -> Vec<String> {
@@ -556,6 +585,9 @@ impl State {
                 mb.bytes -= freed;
                 for (a, b) in to_ranges(gone) {
                     mb.vanished.push((a, b, *modseq));
+                }
+                if mb.vanished.len() > MAX_VANISHED_RANGES {
+                    mb.coalesce_vanished();
                 }
                 mb.highest_modseq = mb.highest_modseq.max(*modseq);
                 acc.bytes -= freed;

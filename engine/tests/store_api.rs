@@ -301,3 +301,36 @@ fn metadata_read_in_place_matches_decoded() {
     let err = store.for_each_meta(acc, inbox, |uid, _| if uid == 3 { Err("no".into()) } else { Ok(()) }).unwrap_err();
     assert!(matches!(err, postlog_engine::ReadError::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn expunge_records_stay_bounded_and_exact() {
+    let mem = postlog_engine::backend::MemBackend::new();
+    let store = Store::open_backend(std::sync::Arc::new(mem.clone()), Options::default()).unwrap();
+    let acc = store.create_account("v@example.test", &[]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    let body = std::sync::Arc::new(postlog_engine::PreparedMessage::new(&msg(1), store.options()));
+    for _ in 0..10 {
+        let items = (0..600).map(|_| (body.clone(), vec![target(acc, inbox)])).collect();
+        store.append_many(items).unwrap();
+    }
+    // Expunge 1..=5000 one UID per commit, evens first, so no two records are adjacent.
+    for uid in (2..=5000).step_by(2).chain((1..=5000).step_by(2)) {
+        store.expunge(acc, inbox, Some(&[uid])).unwrap();
+    }
+    let ranges = store.with_mailbox(acc, inbox, |mb| mb.vanished.len()).unwrap();
+    assert!(ranges <= postlog_engine::state::MAX_VANISHED_RANGES, "{ranges} expunge records kept");
+    let mut gone = store.changes_since(acc, inbox, 0).unwrap().expunged;
+    gone.sort_unstable();
+    gone.dedup();
+    assert_eq!(gone, (1..=5000).collect::<Vec<_>>(), "exactly the expunged UIDs, no live one");
+    let live: Vec<u32> = store.messages(acc, inbox).unwrap().iter().map(|m| m.uid).collect();
+    assert_eq!(live, (5001..=6000).collect::<Vec<_>>());
+    // Replaying the log (no snapshot) reaches the same records.
+    let state = postlog_engine::store::state_of(&store);
+    drop(store);
+    let image = mem.crash_image(|_, _| None);
+    let _ = postlog_engine::backend::Backend::remove(&image, "index.snap");
+    let store = Store::open_backend(std::sync::Arc::new(image), Options::default()).unwrap();
+    assert!(!store.recovery_report().snapshot_used);
+    assert_eq!(postlog_engine::store::state_of(&store).accounts, state.accounts);
+}
