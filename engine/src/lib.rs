@@ -24,6 +24,7 @@ pub mod error;
 pub mod format;
 pub mod log;
 pub mod meta;
+pub mod read;
 pub mod record;
 pub mod recovery;
 pub mod salvage;

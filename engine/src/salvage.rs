@@ -202,8 +202,8 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
     // Messages whose blob is missing or unreadable cannot be kept.
     let mut bad_blobs: HashSet<u64> = HashSet::new();
     for (id, b) in &state.blobs {
-        let ok_data = check_record(&segments, b.data, BLOB_PREFIX_LEN);
-        let ok_meta = b.meta.is_some_and(|m| check_record(&segments, m, META_PREFIX_LEN));
+        let ok_data = crate::read::read_data(&segments, b.data, BLOB_PREFIX_LEN).is_ok();
+        let ok_meta = b.meta.is_some_and(|m| crate::read::read_data(&segments, m, META_PREFIX_LEN).is_ok());
         if !ok_data || !ok_meta {
             bad_blobs.insert(*id);
         }
@@ -255,13 +255,6 @@ fn removes(rec: &Record) -> bool {
             | Record::SegmentDrop { .. }
             | Record::Checkpoint(_)
     )
-}
-
-fn check_record(segments: &Segments, loc: Loc, prefix: usize) -> bool {
-    let Some(file) = segments.get(loc.segment) else { return false };
-    let start = loc.offset - (RECORD_HEADER_LEN + prefix) as u64;
-    let len = file.len().unwrap_or(0);
-    read_frame(&*file, start, len).is_some_and(|(f, _)| f.payload_len as usize == prefix + loc.len as usize)
 }
 
 /// Writes the salvaged state as a new log into `target` (an empty directory). Returns the

@@ -115,23 +115,6 @@ pub(crate) struct Relocation {
     pub meta: Option<Vec<u8>>,
 }
 
-/// Decompresses a zstd blob that must come out `raw_len` bytes long. Memory grows with the
-/// output actually produced, never with what a (possibly damaged) length claims.
-pub fn decompress(data: &[u8], raw_len: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let mut decoder =
-        zstd::stream::read::Decoder::with_buffer(data).map_err(|e| format!("zstd data does not decompress: {e}"))?;
-    let mut out = Vec::with_capacity(raw_len.min(16 << 20) as usize);
-    (&mut decoder)
-        .take(raw_len.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| format!("zstd data does not decompress: {e}"))?;
-    if out.len() as u64 != raw_len {
-        return Err(format!("zstd data decompresses to {} bytes, not the {raw_len} recorded", out.len()));
-    }
-    Ok(out)
-}
-
 thread_local! {
     /// One zstd context per thread (and level), reused across messages.
     static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
@@ -724,59 +707,27 @@ impl Store {
         st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))
     }
 
-    /// Reads a record's data part, checking the record's checksum. Retries once through the
-    /// state if the segment was compacted away meanwhile.
-    fn read_data(&self, loc: Loc, prefix: usize) -> Result<crate::backend::View, ReadError> {
-        let file = self.inner.segments.get(loc.segment).ok_or(ReadError::Corrupt {
-            segment: loc.segment,
-            offset: loc.offset,
-            reason: "segment is gone".into(),
-        })?;
-        let rec_start = loc.offset - (RECORD_HEADER_LEN + prefix) as u64;
-        let corrupt =
-            |reason: &str| ReadError::Corrupt { segment: loc.segment, offset: rec_start, reason: reason.into() };
-        // One view of the whole record: header, prefix and data.
-        let whole = RECORD_HEADER_LEN + prefix + loc.len as usize;
-        let record = file.view(rec_start, whole).map_err(ReadError::Io)?;
-        let mut hb = [0u8; RECORD_HEADER_LEN];
-        hb.copy_from_slice(&record[..RECORD_HEADER_LEN]);
-        let frame = crate::format::FrameHeader::decode(&hb).map_err(|e| corrupt(&format!("{e:?} in record header")))?;
-        if frame.payload_len as usize != prefix + loc.len as usize {
-            return Err(corrupt("record length differs from the index"));
-        }
-        if crate::format::crc32c(&record[RECORD_HEADER_LEN..]) != frame.payload_crc {
-            return Err(corrupt("payload checksum mismatch"));
-        }
-        Ok(record.narrow(RECORD_HEADER_LEN + prefix, whole))
-    }
-
-    fn body_of(&self, blob: &BlobEntry) -> Result<Vec<u8>, ReadError> {
-        let data = self.read_data(blob.data, BLOB_PREFIX_LEN)?;
-        match Codec::from_u8(blob.codec) {
-            Some(Codec::None) => Ok(data.to_vec()),
-            Some(Codec::Zstd) => decompress(&data, blob.raw_len).map_err(|reason| ReadError::Corrupt {
-                segment: blob.data.segment,
-                offset: blob.data.offset,
-                reason,
-            }),
-            None => Err(ReadError::Corrupt {
-                segment: blob.data.segment,
-                offset: blob.data.offset,
-                reason: "unknown codec".into(),
-            }),
+    /// The blob of a message, looked up again if its segment was compacted away between the
+    /// lookup and the read (the blob then lives in a later segment).
+    fn read_blob<T>(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uid: Uid,
+        read: impl Fn(&Segments, &BlobEntry) -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
+        let blob = self.blob_of(account, mailbox, uid)?;
+        match read(&self.inner.segments, &blob) {
+            Err(ReadError::Corrupt { segment, .. }) if self.inner.segments.get(segment).is_none() => {
+                read(&self.inner.segments, &self.blob_of(account, mailbox, uid)?)
+            }
+            r => r,
         }
     }
 
     /// The whole message as appended.
     pub fn read_message(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>, ReadError> {
-        let blob = self.blob_of(account, mailbox, uid)?;
-        match self.body_of(&blob) {
-            Err(ReadError::Corrupt { .. }) if self.inner.segments.get(blob.data.segment).is_none() => {
-                let blob = self.blob_of(account, mailbox, uid)?;
-                self.body_of(&blob)
-            }
-            r => r,
-        }
+        self.read_blob(account, mailbox, uid, crate::read::read_body)
     }
 
     /// Bytes `[start, end)` of a message (clamped to its size).
@@ -788,31 +739,21 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Vec<u8>, ReadError> {
-        let blob = self.blob_of(account, mailbox, uid)?;
-        let end = end.min(blob.raw_len);
-        let start = start.min(end);
-        if blob.codec == Codec::None as u8 {
-            let data = self.read_data(blob.data, BLOB_PREFIX_LEN)?;
-            return Ok(data[start as usize..end as usize].to_vec());
-        }
-        let whole = self.read_message(account, mailbox, uid)?;
-        Ok(whole[start as usize..end as usize].to_vec())
+        self.read_blob(account, mailbox, uid, |segments, blob| {
+            let end = end.min(blob.raw_len);
+            let start = start.min(end);
+            if blob.codec == Codec::None as u8 {
+                let data = crate::read::read_data(segments, blob.data, BLOB_PREFIX_LEN)?;
+                return Ok(data[start as usize..end as usize].to_vec());
+            }
+            let whole = crate::read::read_body(segments, blob)?;
+            Ok(whole[start as usize..end as usize].to_vec())
+        })
     }
 
     /// The metadata parsed at append.
     pub fn meta(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<MessageMeta, ReadError> {
-        let blob = self.blob_of(account, mailbox, uid)?;
-        let loc = blob.meta.ok_or_else(|| ReadError::Corrupt {
-            segment: blob.data.segment,
-            offset: blob.data.offset,
-            reason: "message has no metadata record".into(),
-        })?;
-        let bytes = self.read_data(loc, META_PREFIX_LEN)?;
-        MessageMeta::decode(&bytes).map_err(|e| ReadError::Corrupt {
-            segment: loc.segment,
-            offset: loc.offset,
-            reason: e.to_string(),
-        })
+        self.read_blob(account, mailbox, uid, crate::read::read_meta)
     }
 
     /// Calls `f` with the encoded metadata (`MessageMeta::decode` reads it) of every message of
@@ -834,7 +775,15 @@ impl Store {
         };
         for (uid, loc) in locs {
             let loc = loc.ok_or(ReadError::NoSuchMessage(uid))?;
-            let bytes = self.read_data(loc, META_PREFIX_LEN)?;
+            let bytes = match crate::read::read_data(&self.inner.segments, loc, META_PREFIX_LEN) {
+                Err(ReadError::Corrupt { .. }) if self.inner.segments.get(loc.segment).is_none() => {
+                    // Compacted away meanwhile: the blob was copied forward first.
+                    let blob = self.blob_of(account, mailbox, uid)?;
+                    let loc = blob.meta.ok_or(ReadError::NoSuchMessage(uid))?;
+                    crate::read::read_data(&self.inner.segments, loc, META_PREFIX_LEN)?
+                }
+                r => r?,
+            };
             f(uid, &bytes).map_err(|reason| ReadError::Corrupt { segment: loc.segment, offset: loc.offset, reason })?;
         }
         Ok(())
@@ -928,7 +877,7 @@ impl Store {
     }
 
     pub(crate) fn raw_data(&self, loc: Loc, prefix: usize) -> Result<Vec<u8>, ReadError> {
-        self.read_data(loc, prefix).map(|v| v.to_vec())
+        crate::read::read_data(&self.inner.segments, loc, prefix).map(|v| v.to_vec())
     }
 
     /// Segment ids and sizes on disk.

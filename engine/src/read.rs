@@ -1,0 +1,80 @@
+//! Reading blob and metadata records back from segment files, checksum-verified.
+//!
+//! The store's read path and the operator tools (which read a store without opening it as a
+//! `Store`, e.g. while a server holds it) both go through here.
+
+use crate::backend::View;
+use crate::error::ReadError;
+use crate::format::{Codec, FrameHeader, RECORD_HEADER_LEN, crc32c};
+use crate::log::Segments;
+use crate::meta::MessageMeta;
+use crate::record::{BLOB_PREFIX_LEN, META_PREFIX_LEN};
+use crate::state::{BlobEntry, Loc};
+
+/// The data part of the BLOB or META record (whose fixed prefix is `prefix` bytes) at `loc`,
+/// after checking the record's header and payload checksums. One view of the whole record,
+/// no copy for memory-mapped segments.
+pub fn read_data(segments: &Segments, loc: Loc, prefix: usize) -> Result<View, ReadError> {
+    let corrupt =
+        |offset: u64, reason: &str| ReadError::Corrupt { segment: loc.segment, offset, reason: reason.into() };
+    let file = segments.get(loc.segment).ok_or_else(|| corrupt(loc.offset, "segment is gone"))?;
+    let rec_start = loc
+        .offset
+        .checked_sub((RECORD_HEADER_LEN + prefix) as u64)
+        .ok_or_else(|| corrupt(loc.offset, "data location is before any record"))?;
+    let whole = RECORD_HEADER_LEN + prefix + loc.len as usize;
+    let record = file.view(rec_start, whole).map_err(ReadError::Io)?;
+    let mut hb = [0u8; RECORD_HEADER_LEN];
+    hb.copy_from_slice(&record[..RECORD_HEADER_LEN]);
+    let frame = FrameHeader::decode(&hb).map_err(|e| corrupt(rec_start, &format!("{e:?} in record header")))?;
+    if frame.payload_len as usize != prefix + loc.len as usize {
+        return Err(corrupt(rec_start, "record length differs from the index"));
+    }
+    if crc32c(&record[RECORD_HEADER_LEN..]) != frame.payload_crc {
+        return Err(corrupt(rec_start, "payload checksum mismatch"));
+    }
+    Ok(record.narrow(RECORD_HEADER_LEN + prefix, whole))
+}
+
+/// A message body as appended (decompressed).
+pub fn read_body(segments: &Segments, blob: &BlobEntry) -> Result<Vec<u8>, ReadError> {
+    let data = read_data(segments, blob.data, BLOB_PREFIX_LEN)?;
+    let corrupt = |reason: String| ReadError::Corrupt { segment: blob.data.segment, offset: blob.data.offset, reason };
+    match Codec::from_u8(blob.codec) {
+        Some(Codec::None) => Ok(data.to_vec()),
+        Some(Codec::Zstd) => decompress(&data, blob.raw_len).map_err(corrupt),
+        None => Err(corrupt(format!("unknown codec {}", blob.codec))),
+    }
+}
+
+/// The metadata record of a blob, decoded.
+pub fn read_meta(segments: &Segments, blob: &BlobEntry) -> Result<MessageMeta, ReadError> {
+    let loc = blob.meta.ok_or_else(|| ReadError::Corrupt {
+        segment: blob.data.segment,
+        offset: blob.data.offset,
+        reason: "the message has no metadata record".into(),
+    })?;
+    let bytes = read_data(segments, loc, META_PREFIX_LEN)?;
+    MessageMeta::decode(&bytes).map_err(|e| ReadError::Corrupt {
+        segment: loc.segment,
+        offset: loc.offset,
+        reason: format!("metadata does not decode: {e}"),
+    })
+}
+
+/// Decompresses a zstd blob that must come out `raw_len` bytes long. Memory grows with the
+/// output actually produced, never with what a (possibly damaged) length claims.
+pub fn decompress(data: &[u8], raw_len: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(data).map_err(|e| format!("zstd data does not decompress: {e}"))?;
+    let mut out = Vec::with_capacity(raw_len.min(16 << 20) as usize);
+    (&mut decoder)
+        .take(raw_len.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd data does not decompress: {e}"))?;
+    if out.len() as u64 != raw_len {
+        return Err(format!("zstd data decompresses to {} bytes, not the {raw_len} recorded", out.len()));
+    }
+    Ok(out)
+}
