@@ -87,7 +87,7 @@ pub fn run(store: &Store, min_dead_ratio: f64) -> Result<CompactionReport, Commi
                 report.bytes_moved += data.len() as u64;
                 report.blobs_moved += 1;
                 chunk_bytes += data.len() + meta.as_ref().map_or(0, Vec::len);
-                chunk.push(Relocation { blob: id, data, codec, meta });
+                chunk.push(Relocation { blob: id, data: data.into(), codec, meta: meta.map(Into::into) });
                 if chunk_bytes >= RELOCATION_CHUNK_BYTES {
                     store.relocate(segment, std::mem::take(&mut chunk))?;
                     chunk_bytes = 0;

@@ -83,8 +83,8 @@ pub struct PreparedMessage {
     hash: [u8; 32],
     raw_len: u64,
     codec: Codec,
-    stored: Vec<u8>,
-    meta: Vec<u8>,
+    stored: Arc<[u8]>,
+    meta: Arc<[u8]>,
 }
 
 impl PreparedMessage {
@@ -99,7 +99,7 @@ impl PreparedMessage {
         } else {
             (Codec::None, raw.to_vec())
         };
-        PreparedMessage { hash, raw_len: raw.len() as u64, codec, stored, meta }
+        PreparedMessage { hash, raw_len: raw.len() as u64, codec, stored: stored.into(), meta: meta.into() }
     }
 
     pub fn raw_len(&self) -> u64 {
@@ -110,9 +110,9 @@ impl PreparedMessage {
 /// A blob copied forward by compaction, its bytes exactly as stored.
 pub(crate) struct Relocation {
     pub blob: BlobId,
-    pub data: Vec<u8>,
+    pub data: Arc<[u8]>,
     pub codec: Codec,
-    pub meta: Option<Vec<u8>>,
+    pub meta: Option<Arc<[u8]>>,
 }
 
 thread_local! {
@@ -288,7 +288,7 @@ struct Request {
 
 /// The records of one planned transaction.
 /// A record and, for BLOB and META records, the data that follows its payload prefix.
-type RecordWithData = (Record, Option<(Codec, Vec<u8>)>);
+type RecordWithData = (Record, Option<(Codec, Arc<[u8]>)>);
 
 struct Txn {
     records: Vec<RecordWithData>,
