@@ -21,20 +21,12 @@ fn run(args: &[&str]) -> Output {
     postlog().args(args).stdin(Stdio::null()).output().expect("run postlog")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::text;
 
 /// Runs and checks the exit code, showing the output when it differs.
 fn run_code(args: &[&str], code: i32) -> Output {
     let out = run(args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "postlog {args:?}\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_exit(args, &out, code);
     out
 }
 

@@ -5,6 +5,8 @@
 //! The "server" here is this test process: it opens the store, which takes its lock, and
 //! serves the control socket with `spawn_control_server`, as `postlog serve` does.
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,9 +32,7 @@ fn env() -> Env {
     Env { _tmp: tmp, data, config }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::text;
 
 fn postlog(env: &Env, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_postlog"));
@@ -46,13 +46,7 @@ fn run_with(env: &Env, args: &[&str], stdin: &[u8], code: i32) -> Output {
         postlog(env, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "postlog {args:?}\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_exit(args, &out, code);
     out
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 
 /// The binary under test, without a `RUST_LOG` from the environment.
@@ -35,4 +35,20 @@ pub fn spawn_serve(config: &Path) -> (Child, Receiver<String>) {
         }
     });
     (child, rx)
+}
+
+/// Output bytes as text, for messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Checks a finished `postlog ARGS`'s exit code, showing its output when it differs.
+pub fn assert_exit(args: &[&str], out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "postlog {args:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
