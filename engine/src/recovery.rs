@@ -118,8 +118,12 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
                     "segments after the snapshot's segment {} were removed since it was written",
                     pos.segment
                 ));
+            } else if ok && let Err(e) = crate::state::validate_accounts(&snap.state.accounts, snap.state.next_account)
+            {
+                report.snapshot_problem = Some(format!("snapshot state is inconsistent: {e}"));
             } else if ok {
                 state = snap.state;
+                state.recount_usage();
                 start = Some(pos);
                 report.snapshot_used = true;
             } else {

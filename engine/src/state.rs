@@ -700,8 +700,9 @@ impl State {
     /// Replaces accounts with those of a checkpoint, keeping the blob table and recomputing
     /// reference counts.
     pub fn reset_logical(&mut self, logical: crate::snapshot::Logical) -> Result<(), ApplyError> {
-        validate_logical(&logical)?;
+        validate_accounts(&logical.accounts, logical.next_account)?;
         self.accounts = logical.accounts;
+        self.recount_usage();
         self.account_names = self.accounts.values().map(|a| (a.name.clone(), a.id)).collect();
         self.next_account = self.next_account.max(logical.next_account);
         self.last_uidvalidity = self.last_uidvalidity.max(logical.last_uidvalidity);
@@ -725,6 +726,23 @@ impl State {
         }
         self.replay_refs = Some(pending);
         Ok(())
+    }
+
+    /// Recomputes the counters derived from the message entries (per mailbox: bytes, unseen;
+    /// per account: bytes, messages), so a loaded snapshot or checkpoint is never trusted for
+    /// them (a wrong one would make later subtractions underflow).
+    pub fn recount_usage(&mut self) {
+        for acc in self.accounts.values_mut() {
+            let (mut bytes, mut messages) = (0u64, 0u64);
+            for mb in acc.mailboxes.values_mut() {
+                mb.bytes = mb.messages.iter().map(|m| m.size).sum();
+                mb.unseen = mb.messages.iter().filter(|m| m.flags & flag::SEEN == 0).count() as u32;
+                bytes += mb.bytes;
+                messages += mb.messages.len() as u64;
+            }
+            acc.bytes = bytes;
+            acc.messages = messages;
+        }
     }
 
     /// Recomputes every blob's reference count from the message entries.
@@ -765,11 +783,12 @@ impl State {
     }
 }
 
-/// Checks the invariants replay relies on in a checkpoint's state (its CRC only proves the
-/// bytes are as written, and the state could come from a damaged or crafted log).
-fn validate_logical(l: &crate::snapshot::Logical) -> Result<(), ApplyError> {
-    for (id, acc) in &l.accounts {
-        if acc.id != *id || *id == 0 || *id >= l.next_account.max(1) || *id == AccountId::MAX {
+/// Checks the invariants replay relies on in a loaded state (a checkpoint's or a snapshot's:
+/// a CRC only proves the bytes are as written, and they could come from a damaged or crafted
+/// file).
+pub fn validate_accounts(accounts: &BTreeMap<AccountId, Account>, next_account: AccountId) -> Result<(), ApplyError> {
+    for (id, acc) in accounts {
+        if acc.id != *id || *id == 0 || *id >= next_account.max(1) || *id == AccountId::MAX {
             return bad(format!("checkpoint: account {id} is inconsistent"));
         }
         if acc.by_name.len() != acc.mailboxes.len() {
