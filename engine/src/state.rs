@@ -735,9 +735,10 @@ impl State {
         for acc in self.accounts.values_mut() {
             let (mut bytes, mut messages) = (0u64, 0u64);
             for mb in acc.mailboxes.values_mut() {
-                mb.bytes = mb.messages.iter().map(|m| m.size).sum();
+                // Saturating: sizes come from loaded bytes (validated, but never trusted to sum).
+                mb.bytes = mb.messages.iter().fold(0u64, |n, m| n.saturating_add(m.size));
                 mb.unseen = mb.messages.iter().filter(|m| m.flags & flag::SEEN == 0).count() as u32;
-                bytes += mb.bytes;
+                bytes = bytes.saturating_add(mb.bytes);
                 messages += mb.messages.len() as u64;
             }
             acc.bytes = bytes;
@@ -804,7 +805,7 @@ pub fn validate_accounts(accounts: &BTreeMap<AccountId, Account>, next_account: 
             }
             let mut prev = 0;
             for m in &mb.messages {
-                if m.uid <= prev || m.uid >= mb.uidnext || m.modseq > mb.highest_modseq {
+                if m.uid <= prev || m.uid >= mb.uidnext || m.modseq > mb.highest_modseq || m.size > MAX_RAW_LEN {
                     return bad(format!("{}: message UID {} out of order or range", ctx(), m.uid));
                 }
                 prev = m.uid;
