@@ -380,6 +380,20 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
     if !report.snapshot_used || checkpoint_replayed {
         state.finish_replay().map_err(|e| OpenError::Corrupt { segment: 0, offset: 0, reason: e.0 })?;
     }
+    // Compaction only drops segments before the one being written; a drop of that one or of
+    // a later one (whose id the writer would reuse) cannot come from this store.
+    if let Some(a) = &active
+        && let Some(&seg) = state.dropped_segments.iter().find(|&&s| s >= a.id)
+    {
+        return Err(OpenError::Corrupt {
+            segment: a.id,
+            offset: 0,
+            reason: format!(
+                "the log says segment {seg} was compacted away, but segment {} is the one being written",
+                a.id
+            ),
+        });
+    }
     // Segments whose drop was committed but whose file survived a crash.
     for seg in state.dropped_segments.clone() {
         if segments.get(seg).is_some() && !read_only {
