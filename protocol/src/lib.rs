@@ -14,6 +14,7 @@
 //! ```
 //! - [`sasl`]: SASL server side (PLAIN, LOGIN, SCRAM-SHA-256), shared by SMTP `AUTH`,
 //!   IMAP `AUTHENTICATE` and POP3 `AUTH`.
+//! - [`smtp`]: SMTP, submission and LMTP server sessions.
 //! - [`secret`]: [`Secret`](secret::Secret), for credentials that must not reach a log.
 //!
 //! Deliberately not here: sockets, TLS, timers, async runtimes, randomness (callers pass
@@ -22,3 +23,4 @@
 
 pub mod sasl;
 pub mod secret;
+pub mod smtp;
