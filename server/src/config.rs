@@ -49,6 +49,19 @@ delay_max_ms = 5000
 [quota]
 default = "0"
 
+[smtp]
+max_message_size = "50M"
+max_recipients = 1000
+max_errors = 20
+max_line_length = 4096
+bare_newlines = "normalize"
+vrfy = false
+forbid_unauth_pipelining = true
+greet_pause_ms = 0
+quota_reply = "temporary"
+max_hops = 50
+max_header_size = "1M"
+
 [log]
 level = "info"
 format = "text"
@@ -60,7 +73,7 @@ pub const LISTENERS: [&str; 9] =
 
 /// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
 /// documented and set in the example file.
-pub const KEYS: [&str; 36] = [
+pub const KEYS: [&str; 48] = [
     "hostname",
     "data_dir",
     "listen.smtp",
@@ -89,6 +102,17 @@ pub const KEYS: [&str; 36] = [
     "auth.delay_step_ms",
     "auth.delay_max_ms",
     "quota.default",
+    "smtp.max_message_size",
+    "smtp.max_recipients",
+    "smtp.max_errors",
+    "smtp.max_line_length",
+    "smtp.bare_newlines",
+    "smtp.vrfy",
+    "smtp.forbid_unauth_pipelining",
+    "smtp.greet_pause_ms",
+    "smtp.quota_reply",
+    "smtp.max_hops",
+    "smtp.max_header_size",
     "log.level",
     "log.format",
     // Tables themselves, so that the docs name each one.
@@ -98,6 +122,7 @@ pub const KEYS: [&str; 36] = [
     "[timeouts]",
     "[auth]",
     "[quota]",
+    "[smtp]",
 ];
 
 /// The longest duration any key accepts: one year. Larger values would overflow timers.
@@ -114,7 +139,24 @@ struct RawConfig {
     timeouts: Option<RawTimeouts>,
     auth: Option<RawAuth>,
     quota: Option<RawQuota>,
+    smtp: Option<RawSmtp>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    max_message_size: Option<toml::Value>,
+    max_recipients: Option<toml::Value>,
+    max_errors: Option<toml::Value>,
+    max_line_length: Option<toml::Value>,
+    bare_newlines: Option<toml::Value>,
+    vrfy: Option<toml::Value>,
+    forbid_unauth_pipelining: Option<toml::Value>,
+    greet_pause_ms: Option<toml::Value>,
+    quota_reply: Option<toml::Value>,
+    max_hops: Option<toml::Value>,
+    max_header_size: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,6 +419,38 @@ impl Quota {
     }
 }
 
+/// How a recipient over quota is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaReply {
+    /// `452 4.2.2`: the sender keeps the message and retries (the user may make room).
+    Temporary,
+    /// `552 5.2.2`: the sender bounces it at once.
+    Permanent,
+}
+
+/// `[smtp]`: the SMTP, submission and LMTP front ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Smtp {
+    /// Largest message accepted, in bytes (advertised as `SIZE`).
+    pub max_message_size: u64,
+    pub max_recipients: u32,
+    /// Error replies after which a session is closed with `421`.
+    pub max_errors: u32,
+    /// Longest command line, CRLF included.
+    pub max_line_length: u32,
+    pub bare_newlines: postlog_protocol::smtp::Newlines,
+    pub vrfy: bool,
+    pub forbid_unauth_pipelining: bool,
+    /// How long the `smtp` listener waits before its greeting; a client that talks first is
+    /// refused. Zero: greet at once.
+    pub greet_pause: Duration,
+    pub quota_reply: QuotaReply,
+    /// Messages with more `Received:` fields than this are refused as looping (`554 5.4.6`).
+    pub max_hops: u32,
+    /// Largest header section accepted, in bytes.
+    pub max_header_size: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Trace,
@@ -426,6 +500,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub auth: crate::auth::AuthSettings,
     pub quota: Quota,
+    pub smtp: Smtp,
     pub log: Log,
 }
 
@@ -475,6 +550,19 @@ impl Config {
                 },
             },
             quota: Quota { default_bytes: 0 },
+            smtp: Smtp {
+                max_message_size: 0,
+                max_recipients: 0,
+                max_errors: 0,
+                max_line_length: 0,
+                bare_newlines: postlog_protocol::smtp::Newlines::Reject,
+                vrfy: false,
+                forbid_unauth_pipelining: false,
+                greet_pause: zero,
+                quota_reply: QuotaReply::Temporary,
+                max_hops: 0,
+                max_header_size: 0,
+            },
             log: Log { level: LogLevel::Info, format: LogFormat::Text },
         };
         cfg.merge_str(DEFAULT_CONFIG, "the embedded defaults").expect("the embedded defaults are valid");
@@ -626,6 +714,9 @@ impl Config {
                 }
             };
         }
+        if let Some(m) = &raw.smtp {
+            self.merge_smtp(m, &v)?;
+        }
         if let Some(l) = &raw.log {
             if let Some(x) = &l.level {
                 self.log.level = match v.string(x, "log.level")? {
@@ -644,6 +735,68 @@ impl Config {
                     s => return Err(v.err("log.format", format!("{s:?} is not one of text, json"))),
                 };
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn merge_smtp(&mut self, m: &RawSmtp, v: &Values) -> Result<(), ConfigError> {
+        let smtp = &mut self.smtp;
+        let size = |x: &toml::Value, key: &str, min: u64| -> Result<u64, ConfigError> {
+            let n = match x {
+                toml::Value::String(s) => parse_size(s).map_err(|w| v.err(key, w))?,
+                toml::Value::Integer(n) if *n >= 0 => *n as u64,
+                other => return Err(v.err(key, format!("must be a size such as \"50M\", not {}", describe(other)))),
+            };
+            if n < min || n > 1 << 40 {
+                return Err(v.err(key, format!("{n} is out of range ({min} to {})", 1u64 << 40)));
+            }
+            Ok(n)
+        };
+        let boolean = |x: &toml::Value, key: &str| -> Result<bool, ConfigError> {
+            x.as_bool().ok_or_else(|| v.err(key, format!("must be true or false, not {}", describe(x))))
+        };
+        if let Some(x) = &m.max_message_size {
+            smtp.max_message_size = size(x, "smtp.max_message_size", 1024)?;
+        }
+        if let Some(x) = &m.max_header_size {
+            smtp.max_header_size = size(x, "smtp.max_header_size", 1024)?;
+        }
+        if let Some(x) = &m.max_recipients {
+            smtp.max_recipients = v.int(x, "smtp.max_recipients", 1, 100_000)? as u32;
+        }
+        if let Some(x) = &m.max_errors {
+            smtp.max_errors = v.int(x, "smtp.max_errors", 1, 10_000)? as u32;
+        }
+        if let Some(x) = &m.max_line_length {
+            smtp.max_line_length = v.int(x, "smtp.max_line_length", 512, 1 << 20)? as u32;
+        }
+        if let Some(x) = &m.max_hops {
+            smtp.max_hops = v.int(x, "smtp.max_hops", 1, 1000)? as u32;
+        }
+        if let Some(x) = &m.greet_pause_ms {
+            smtp.greet_pause = Duration::from_millis(v.int(x, "smtp.greet_pause_ms", 0, 60_000)?);
+        }
+        if let Some(x) = &m.vrfy {
+            smtp.vrfy = boolean(x, "smtp.vrfy")?;
+        }
+        if let Some(x) = &m.forbid_unauth_pipelining {
+            smtp.forbid_unauth_pipelining = boolean(x, "smtp.forbid_unauth_pipelining")?;
+        }
+        if let Some(x) = &m.bare_newlines {
+            smtp.bare_newlines = match v.string(x, "smtp.bare_newlines")? {
+                "reject" => postlog_protocol::smtp::Newlines::Reject,
+                "normalize" => postlog_protocol::smtp::Newlines::Normalize,
+                s => return Err(v.err("smtp.bare_newlines", format!("{s:?} is not one of reject, normalize"))),
+            };
+        }
+        if let Some(x) = &m.quota_reply {
+            smtp.quota_reply = match v.string(x, "smtp.quota_reply")? {
+                "temporary" => QuotaReply::Temporary,
+                "permanent" => QuotaReply::Permanent,
+                s => return Err(v.err("smtp.quota_reply", format!("{s:?} is not one of temporary, permanent"))),
+            };
         }
         Ok(())
     }

@@ -18,4 +18,5 @@ pub mod password;
 pub mod reader;
 pub mod repair;
 pub mod serve;
+pub mod smtp;
 pub mod util;

@@ -133,10 +133,15 @@ fn build_services(config: &Config, store: &Store, _metrics: &Metrics) -> Result<
     Ok(Services { directory, auth })
 }
 
-/// WIRING (lead): which front end serves which listener. Each protocol's front end replaces
-/// the not-yet-available placeholder here, e.g. `f.set(ListenerKey::Imap, Arc::new(Imap::new(..)))`.
-fn front_ends(_ctx: &Arc<ServerContext>) -> FrontEnds {
-    FrontEnds::until_front_ends_exist()
+/// Which front end serves which listener. Each protocol's front end replaces the
+/// not-yet-available placeholder here.
+fn front_ends(ctx: &Arc<ServerContext>) -> FrontEnds {
+    use crate::config::ListenerKey;
+    let mut f = FrontEnds::until_front_ends_exist();
+    for key in [ListenerKey::Smtp, ListenerKey::Submission, ListenerKey::Submissions, ListenerKey::Lmtp] {
+        f.set(key, Arc::new(crate::smtp::SmtpFrontEnd::new(ctx, key)));
+    }
+    f
 }
 
 /// Something started beside the listeners that stops when dropped (e.g. the control socket's

@@ -264,10 +264,9 @@ fn parse_mail(rest: &str) -> Result<Command, Reply> {
     let mut p = MailParams::default();
     let mut seen = Vec::new();
     for (key, value) in split_params(params)? {
-        if seen.contains(&key) {
-            return Err(syntax("5.5.4", &format!("Duplicate parameter {key}")));
+        if !first_time(&mut seen, &key, value)? {
+            continue;
         }
-        seen.push(key.clone());
         let bad = || syntax("5.5.4", &format!("Bad {key} parameter value"));
         match (key.as_str(), value) {
             ("SIZE", Some(v)) => {
@@ -317,10 +316,9 @@ fn parse_rcpt(rest: &str) -> Result<Command, Reply> {
     let mut p = RcptParams::default();
     let mut seen = Vec::new();
     for (key, value) in split_params(params)? {
-        if seen.contains(&key) {
-            return Err(syntax("5.5.4", &format!("Duplicate parameter {key}")));
+        if !first_time(&mut seen, &key, value)? {
+            continue;
         }
-        seen.push(key.clone());
         match (key.as_str(), value) {
             ("NOTIFY", Some(v)) => {
                 p.notify = Some(parse_notify(v).ok_or_else(|| syntax("5.5.4", "Bad NOTIFY parameter value"))?)
@@ -331,6 +329,20 @@ fn parse_rcpt(rest: &str) -> Result<Command, Reply> {
         }
     }
     Ok(Command::Rcpt { to, params: p })
+}
+
+/// Whether a parameter is new. The same parameter twice with the same value is taken once
+/// (Python's smtplib adds `SMTPUTF8` itself, even when the caller passed it); with another
+/// value it is an error.
+fn first_time<'a>(seen: &mut Vec<(String, Option<&'a str>)>, key: &str, value: Option<&'a str>) -> Result<bool, Reply> {
+    match seen.iter().find(|(k, _)| k == key) {
+        Some((_, v)) if *v == value => Ok(false),
+        Some(_) => Err(syntax("5.5.4", &format!("Duplicate parameter {key}"))),
+        None => {
+            seen.push((key.to_string(), value));
+            Ok(true)
+        }
+    }
 }
 
 fn parse_bdat(rest: &str) -> Result<Command, Reply> {
@@ -574,6 +586,7 @@ mod tests {
         assert_eq!(params.ret, Some(Ret::Headers));
         assert_eq!(params.envid.as_deref(), Some("QQ+2B1"));
         assert!(params.smtputf8);
+        assert!(parse_command(b"MAIL FROM:<a@b.c> SMTPUTF8 smtputf8 SIZE=1 SIZE=1").is_ok());
         let Command::Mail { from, .. } = parse_command(b"MAIL FROM:<@relay.test,@b.test:x@y.test>").unwrap() else {
             panic!()
         };
@@ -597,6 +610,7 @@ mod tests {
             (b"MAIL FROM:<a@b> SIZE=99999999999999999999", 501, "5.5.4"),
             (b"MAIL FROM:<a@b> BODY=9BIT", 501, "5.5.4"),
             (b"MAIL FROM:<a@b> SIZE=1 SIZE=2", 501, "5.5.4"),
+            (b"MAIL FROM:<a@b> SMTPUTF8 SMTPUTF8=x", 501, "5.5.4"),
             (b"MAIL FROM:<a@b> ENVID=a=b", 501, "5.5.4"),
             (b"MAIL FROM:<a@b> XFOO=1", 555, "5.5.4"),
         ] {

@@ -12,9 +12,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Newlines {
     /// Refuse the message (`550 5.5.2`) or the command (`500 5.5.2`).
-    #[default]
     Reject,
-    /// Take it as a line ending and store CRLF instead.
+    /// Take it as a line ending and store CRLF instead (Postfix's default since 3.9).
+    #[default]
     Normalize,
 }
 
@@ -40,10 +40,14 @@ enum State {
     Mid,
     /// Saw a CR inside a line.
     Cr,
-    /// Saw a dot at the start of a line.
-    Dot,
+    /// Saw a dot at the start of a line; `loose`: a line after a bare CR or LF.
+    Dot {
+        loose: bool,
+    },
     /// Saw `.` CR at the start of a line.
-    DotCr,
+    DotCr {
+        loose: bool,
+    },
     Done,
 }
 
@@ -112,8 +116,11 @@ impl ContentDecoder {
             let b = input[i];
             match self.state {
                 State::Done => return i,
-                State::LineStart if b == b'.' && self.framing == Framing::Data => {
-                    self.state = State::Dot;
+                State::LineStart | State::LooseLineStart if b == b'.' && self.framing == Framing::Data => {
+                    // Unstuffed after a bare line ending too (clients that dot-stuff lines ending
+                    // in LF, such as Python's smtplib given bytes), but such a line never ends
+                    // the data.
+                    self.state = State::Dot { loose: self.state == State::LooseLineStart };
                     i += 1;
                 }
                 State::LineStart | State::LooseLineStart => self.state = State::Mid,
@@ -142,9 +149,9 @@ impl ContentDecoder {
                         self.state = State::LooseLineStart;
                     }
                 }
-                State::Dot => match b {
+                State::Dot { loose } => match b {
                     b'\r' => {
-                        self.state = State::DotCr;
+                        self.state = State::DotCr { loose };
                         i += 1;
                     }
                     b'\n' => {
@@ -156,7 +163,15 @@ impl ContentDecoder {
                     // A stuffed dot: dropped; the rest of the line follows.
                     _ => self.state = State::Mid,
                 },
-                State::DotCr => {
+                State::DotCr { loose } => {
+                    if b == b'\n' && loose {
+                        // `<LF>.<CR><LF>`: the smuggling shape. Content: an (unstuffed) empty line.
+                        self.bare_newline_seen();
+                        self.emit(out, b"\r\n");
+                        self.state = State::LineStart;
+                        i += 1;
+                        continue;
+                    }
                     if b == b'\n' {
                         self.state = State::Done;
                         return i + 1;
@@ -171,10 +186,14 @@ impl ContentDecoder {
     }
 
     fn bare_newline(&mut self, out: &mut Vec<u8>) {
+        self.bare_newline_seen();
+        self.emit(out, b"\r\n");
+    }
+
+    fn bare_newline_seen(&mut self) {
         if self.policy == Newlines::Reject {
             self.bare = true;
         }
-        self.emit(out, b"\r\n");
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
@@ -243,9 +262,13 @@ mod tests {
                 assert!(!out.contains(&b'\n') || out.ends_with(b"\r\n"));
             }
         }
-        // Normalised, the smuggled line stays content: the dot after a bare LF is kept.
+        // Normalised, the smuggled line stays content (an empty line once unstuffed).
         let (out, ..) = decode(b"a\n.\r\nb\r\n.\r\n", Newlines::Normalize, 1);
-        assert_eq!(out, b"a\r\n.\r\nb\r\n");
+        assert_eq!(out, b"a\r\n\r\nb\r\n");
+        // Lines ending in LF alone, dot-stuffed (what smtplib sends for bytes): unstuffed.
+        let (out, _, done, _) = decode(b"a\n..b\n.c\n\r\n.\r\n", Newlines::Normalize, 1);
+        assert_eq!(out, b"a\r\n.b\r\nc\r\n\r\n");
+        assert!(done);
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub struct SessionConfig {
     /// Largest message accepted, in octets (advertised as `SIZE`).
     pub max_message_size: u64,
     pub max_recipients: usize,
-    /// Replies 4xx/5xx to commands after which the session is closed with `421`.
+    /// Replies 4xx/5xx to commands after which the session is closed with `421` (the count
+    /// starts over when a message is delivered).
     pub max_errors: u32,
     /// Longest command line, CRLF included.
     pub max_line: usize,
@@ -72,7 +73,7 @@ impl SessionConfig {
             max_recipients: 1000,
             max_errors: 20,
             max_line: 4096,
-            newlines: Newlines::Reject,
+            newlines: Newlines::default(),
             starttls: false,
             tls: false,
             auth: mode == Mode::Submission,
@@ -441,6 +442,10 @@ impl Session {
             _ => 1,
         };
         assert_eq!(replies.len(), expected, "one reply per recipient for LMTP, else one");
+        // As Postfix's smtpd_hard_error_limit: errors count "without delivering mail".
+        if replies.iter().any(Reply::is_positive) {
+            self.errors = 0;
+        }
         for r in replies {
             self.send(r);
         }

@@ -1,10 +1,14 @@
 //! Helpers shared by the tests that run the real `postlog` binary.
 #![allow(dead_code)] // each test file uses a part
 
+use std::collections::HashMap;
+use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::Receiver;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 /// The binary under test, without a `RUST_LOG` from the environment.
 pub fn postlog() -> Command {
@@ -51,4 +55,133 @@ pub fn assert_exit(args: &[&str], out: &Output, code: i32) {
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+pub const HOST: &str = "mail.example.test";
+pub const LISTENERS: [&str; 9] =
+    ["smtp", "submission", "submissions", "lmtp", "imap", "imaps", "pop3", "pop3s", "http"];
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Ports free right now on 127.0.0.1 (bound to port 0 together, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// A running `postlog serve`; killed if the test ends without stopping it.
+pub struct Server {
+    pub child: Option<Child>,
+    pub lines: Receiver<String>,
+    pub log: Vec<String>,
+    pub ports: HashMap<&'static str, u16>,
+    pub data: PathBuf,
+}
+
+impl Server {
+    /// Starts a server with every listener on a fresh port, `extra` appended to the config
+    /// (tables other than `[listen]`), and waits until it is ready.
+    pub fn start(dir: &Path, extra: &str) -> Server {
+        fs::create_dir_all(dir).unwrap();
+        let data = dir.join("data");
+        let ports: HashMap<&'static str, u16> = LISTENERS.into_iter().zip(free_ports(LISTENERS.len())).collect();
+        let mut config = format!("hostname = \"{HOST}\"\ndata_dir = {:?}\n[listen]\n", s(&data));
+        for key in LISTENERS {
+            config.push_str(&format!("{key} = \"127.0.0.1:{}\"\n", ports[key]));
+        }
+        config.push_str(extra);
+        let path = dir.join("postlog.toml");
+        fs::write(&path, config).unwrap();
+        let (child, lines) = spawn_serve(&path);
+        let mut server = Server { child: Some(child), lines, log: Vec::new(), ports, data };
+        server.wait_for_log("ready: listening on", Duration::from_secs(60));
+        server
+    }
+
+    /// Waits until `count` log lines satisfy `pred`.
+    pub fn wait_for_lines(&mut self, count: usize, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log.iter().filter(|l| pred(l)).count() < count {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => self.log.push(line),
+                Err(_) => panic!("fewer than {count} matching log lines:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// Waits until the server has logged `n` connects on `listener` (text log format).
+    pub fn wait_for_connects(&mut self, listener: &str, n: usize) {
+        let needle = format!("listener={listener} ");
+        self.wait_for_lines(n, |l| l.contains("connect session=") && l.contains(&needle));
+    }
+
+    pub fn port(&self, key: &str) -> u16 {
+        self.ports[key]
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
+        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    if let Some(mut c) = self.child.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    let rest: Vec<String> = self.lines.try_iter().collect();
+                    panic!("no log line with {needle:?}; log so far:\n{}\n{}", self.log.join("\n"), rest.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` and waits for the exit; returns the status and the whole log.
+    #[allow(unsafe_code)]
+    pub fn stop_with(mut self, signal: libc::c_int) -> (ExitStatus, Vec<String>) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server did not exit within 30 s of the signal");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut log = std::mem::take(&mut self.log);
+        // The reader thread ends at EOF once the process is gone.
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            log.push(l);
+        }
+        (status, log)
+    }
+
+    pub fn stop(self) -> (ExitStatus, Vec<String>) {
+        self.stop_with(libc::SIGTERM)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -1,0 +1,508 @@
+//! The SMTP, submission and LMTP front ends: the protocol crate's [`Session`] driven over a
+//! [`Connection`], with the directory deciding senders and recipients, the authenticator
+//! doing AUTH, the [`filter`] pipeline checking each message, and [`deliver`] storing it.
+//!
+//! ```text
+//!  Connection ─bytes─► Session (protocol::smtp) ─Event─► driver (this module)
+//!                                                        Mail/Rcpt ─► deliver::Policy (directory)
+//!                                                        Auth ──────► auth::Authenticator (blocking pool)
+//!                                                        StartTls ──► Connection::start_tls
+//!                                                        Deliver ───► filter::Pipeline ─► trace fields
+//!                                                                     ─► PreparedMessage + Store::append_prepared
+//!                                                                        (blocking pool; returns once durable)
+//!  replies ◄── take_output ◄──────────────────────────── answer_* (250 only after the commit)
+//! ```
+
+pub mod deliver;
+pub mod filter;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postlog_engine::PreparedMessage;
+use postlog_protocol::smtp::{Event, ForwardPath, Mode, Reply, Session, SessionConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use self::deliver::{Policy, RecipientResult, Resolved};
+use self::filter::{Inspection, Pipeline, Verdict};
+use crate::auth::{AuthFailure, AuthOutcome, AuthStep, Exchange, Peer};
+use crate::config::ListenerKey;
+use crate::directory::LocalUser;
+use crate::frame::{Connection, Counter, FrontEnd, ServerContext, SessionFuture, with_idle_timeout};
+
+/// One SMTP-family listener: `smtp`, `submission`, `submissions` or `lmtp`.
+pub struct SmtpFrontEnd {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: ListenerKey,
+    mode: Mode,
+    pipeline: Pipeline,
+    delivered: Counter,
+    rejected: Counter,
+    deferred: Counter,
+    recipients: Counter,
+}
+
+/// Unique enough message ids for logs and replies: start time, then a counter.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+impl SmtpFrontEnd {
+    pub fn new(ctx: &ServerContext, key: ListenerKey) -> SmtpFrontEnd {
+        let mode = match key {
+            ListenerKey::Smtp => Mode::Smtp,
+            ListenerKey::Submission | ListenerKey::Submissions => Mode::Submission,
+            ListenerKey::Lmtp => Mode::Lmtp,
+            other => panic!("{other} is not an SMTP listener"),
+        };
+        let m = &ctx.metrics;
+        let count = |result| {
+            m.counter(
+                "postlog_smtp_messages_total",
+                "Messages at the end of DATA/BDAT, per listener and result (delivered, rejected, deferred).",
+                &[("listener", key.as_str()), ("result", result)],
+            )
+        };
+        let inner = Inner {
+            key,
+            mode,
+            pipeline: Pipeline::standard(&ctx.config.smtp),
+            delivered: count("delivered"),
+            rejected: count("rejected"),
+            deferred: count("deferred"),
+            recipients: m.counter(
+                "postlog_smtp_recipients_delivered_total",
+                "Recipients a message was stored for, per listener.",
+                &[("listener", key.as_str())],
+            ),
+        };
+        SmtpFrontEnd { inner: Arc::new(inner) }
+    }
+}
+
+impl FrontEnd for SmtpFrontEnd {
+    fn serve(&self, ctx: Arc<ServerContext>, conn: Connection) -> SessionFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move { run(ctx, inner, conn).await })
+    }
+}
+
+/// What the driver remembers beside the protocol session.
+#[derive(Default)]
+struct Driver {
+    user: Option<LocalUser>,
+    /// `SIZE=` of the current transaction.
+    declared_size: u64,
+    /// The local users behind each accepted recipient, in order.
+    resolved: Vec<Resolved>,
+    exchange: Option<Exchange>,
+    messages: u64,
+}
+
+fn session_config(ctx: &ServerContext, mode: Mode, conn: &Connection) -> SessionConfig {
+    let s = &ctx.config.smtp;
+    let mut cfg = SessionConfig::new(ctx.hostname(), mode);
+    cfg.max_message_size = s.max_message_size;
+    cfg.max_recipients = s.max_recipients as usize;
+    cfg.max_errors = s.max_errors;
+    cfg.max_line = s.max_line_length as usize;
+    cfg.newlines = s.bare_newlines;
+    cfg.vrfy = s.vrfy;
+    cfg.forbid_unauth_pipelining = s.forbid_unauth_pipelining && mode != Mode::Lmtp;
+    cfg.tls = conn.is_tls();
+    cfg.starttls = !conn.is_tls();
+    cfg.mechanisms = mechanisms(ctx, mode, conn);
+    cfg
+}
+
+fn peer_of(conn: &Connection) -> Peer {
+    Peer { ip: conn.peer_ip(), tls: conn.is_tls() }
+}
+
+fn mechanisms(ctx: &ServerContext, mode: Mode, conn: &Connection) -> Vec<String> {
+    if mode != Mode::Submission {
+        return Vec::new();
+    }
+    ctx.services.auth.mechanisms(&peer_of(conn)).into_iter().map(|m| m.name().to_string()).collect()
+}
+
+async fn write_out(conn: &mut Connection, session: &mut Session) -> std::io::Result<()> {
+    if !session.has_output() {
+        return Ok(());
+    }
+    let out = session.take_output();
+    let limit = conn.idle_timeout();
+    with_idle_timeout(limit, async {
+        conn.write_all(&out).await?;
+        conn.flush().await
+    })
+    .await
+}
+
+async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
+    let session_id = conn.session_id();
+    if fe.key == ListenerKey::Smtp && !ctx.config.smtp.greet_pause.is_zero() && talks_first(&ctx, &mut conn).await {
+        tracing::info!(session = session_id, listener = %fe.key, peer = %conn.peer(), "refused: client talked before the greeting");
+        let _ = conn.write_all(b"554 5.5.0 Error: SMTP protocol synchronization\r\n").await;
+        conn.close().await;
+        return;
+    }
+    let mut session = Session::new(session_config(&ctx, fe.mode, &conn));
+    let policy =
+        Policy { directory: ctx.services.directory.clone(), mode: fe.mode, quota_reply: ctx.config.smtp.quota_reply };
+    let mut d = Driver::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut shutdown = conn.shutdown_signal();
+    loop {
+        match session.poll() {
+            Event::NeedInput => {
+                if write_out(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                tokio::select! {
+                    r = conn.read_idle(&mut buf) => match r {
+                        Ok(0) => break,
+                        Ok(n) => session.input(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => session.timed_out(),
+                        Err(_) => break,
+                    },
+                    _ = shutdown.triggered() => session.shutdown(),
+                }
+            }
+            Event::Close => {
+                let _ = write_out(&mut conn, &mut session).await;
+                break;
+            }
+            Event::Mail { from, params } => {
+                let verdict = policy.check_sender(from.as_ref(), d.user.as_ref());
+                if verdict.is_ok() {
+                    d.declared_size = params.size.unwrap_or(0);
+                    d.resolved.clear();
+                }
+                session.answer_mail(verdict);
+            }
+            Event::Rcpt { to, .. } => match policy.check_recipient(&to, d.user.is_some(), d.declared_size) {
+                Ok(r) => {
+                    d.resolved.push(r);
+                    session.answer_rcpt(Ok(()));
+                }
+                Err(reply) => {
+                    let shown = match &to {
+                        ForwardPath::Mailbox(m) => m.to_string(),
+                        ForwardPath::Postmaster => "Postmaster".into(),
+                    };
+                    tracing::info!(session = session_id, listener = %fe.key, rcpt = %shown, reply = %reply, "recipient refused");
+                    session.answer_rcpt(Err(reply));
+                }
+            },
+            Event::Vrfy(what) => session.answer_vrfy(policy.vrfy(&what)),
+            Event::Auth { mechanism, initial_response } => {
+                let auth = ctx.services.auth.clone();
+                let peer = peer_of(&conn);
+                let started = tokio::task::spawn_blocking(move || match auth.begin(&mechanism, peer) {
+                    Ok(mut exchange) => {
+                        let step = exchange.start(initial_response.as_deref());
+                        (Some(exchange), step)
+                    }
+                    Err(outcome) => (None, AuthStep::Done(outcome)),
+                })
+                .await;
+                let (exchange, step) = match started {
+                    Ok(x) => x,
+                    Err(_) => (None, AuthStep::Done(unavailable())),
+                };
+                d.exchange = exchange;
+                auth_step(&ctx, &fe, &conn, &mut session, &mut d, step).await;
+            }
+            Event::AuthResponse(response) => {
+                let step = match d.exchange.take() {
+                    Some(mut exchange) => {
+                        let stepped = tokio::task::spawn_blocking(move || {
+                            let step = exchange.step(&response);
+                            (exchange, step)
+                        })
+                        .await;
+                        match stepped {
+                            Ok((exchange, step)) => {
+                                d.exchange = Some(exchange);
+                                step
+                            }
+                            Err(_) => AuthStep::Done(unavailable()),
+                        }
+                    }
+                    None => AuthStep::Done(unavailable()),
+                };
+                auth_step(&ctx, &fe, &conn, &mut session, &mut d, step).await;
+            }
+            Event::StartTls => {
+                if write_out(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                if session.discarded_at_starttls() > 0 {
+                    tracing::warn!(session = session_id, listener = %fe.key, peer = %conn.peer(), octets = session.discarded_at_starttls(), "discarded input pipelined after STARTTLS");
+                }
+                conn = match conn.start_tls().await {
+                    Ok(c) => c,
+                    // Logged and counted by the frame; the connection is gone.
+                    Err(_) => return,
+                };
+                let mechs = mechanisms(&ctx, fe.mode, &conn);
+                session.tls_started(mechs);
+            }
+            Event::Deliver => {
+                let replies = deliver_message(&ctx, &fe, &conn, &mut session, &mut d).await;
+                session.answer_delivery(replies);
+            }
+        }
+    }
+    conn.close().await;
+}
+
+/// Waits `smtp.greet_pause`; true if the client sent something meanwhile (or closed).
+async fn talks_first(ctx: &ServerContext, conn: &mut Connection) -> bool {
+    let mut byte = [0u8; 1];
+    let pause = ctx.config.smtp.greet_pause;
+    !matches!(tokio::time::timeout(pause, conn.read(&mut byte)).await, Err(_elapsed))
+}
+
+fn unavailable() -> AuthOutcome {
+    AuthOutcome { result: Err(AuthFailure::Unavailable), delay: Duration::ZERO }
+}
+
+async fn auth_step(
+    ctx: &ServerContext,
+    fe: &Inner,
+    conn: &Connection,
+    session: &mut Session,
+    d: &mut Driver,
+    step: AuthStep,
+) {
+    let outcome = match step {
+        AuthStep::Challenge(challenge) => {
+            session.auth_challenge(&challenge);
+            return;
+        }
+        AuthStep::Done(outcome) => outcome,
+    };
+    let mechanism = d.exchange.take().map_or_else(|| "unknown".to_string(), |e| e.mechanism().name().to_string());
+    match outcome.result {
+        Ok(a) => {
+            tracing::info!(session = conn.session_id(), listener = %fe.key, peer = %conn.peer(), user = %a.address, %mechanism, "authenticated");
+            d.user = Some(LocalUser { address: a.address.clone(), account: a.account });
+            session.auth_done(Ok(a.address));
+        }
+        Err(failure) => {
+            ctx.metrics.auth_failure(&mechanism);
+            tracing::info!(session = conn.session_id(), listener = %fe.key, peer = %conn.peer(), %mechanism, reason = %failure, "authentication failed");
+            if !outcome.delay.is_zero() {
+                tokio::time::sleep(outcome.delay).await;
+            }
+            session.auth_done(Err(auth_failure_reply(&failure)));
+        }
+    }
+}
+
+/// RFC 4954 replies for each failure.
+pub fn auth_failure_reply(f: &AuthFailure) -> Reply {
+    match f {
+        AuthFailure::Rejected | AuthFailure::AuthorizationFailed => {
+            Reply::new(535, "5.7.8", "Error: authentication failed")
+        }
+        AuthFailure::TooManyFailures { retry_after } => Reply::new(
+            454,
+            "4.7.0",
+            format!("Too many failed logins; try again in {} seconds", retry_after.as_secs().max(1)),
+        ),
+        AuthFailure::EncryptionRequired => {
+            Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism")
+        }
+        AuthFailure::UnsupportedMechanism(_) => Reply::new(504, "5.5.4", "Unsupported authentication mechanism"),
+        AuthFailure::Protocol(e) => Reply::new(501, "5.5.2", format!("Error: {e}")),
+        AuthFailure::Unavailable => Reply::new(454, "4.7.0", "Temporary authentication failure"),
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn new_message_id() -> String {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| now_unix() as u64);
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    format!("{start:X}{n:06X}")
+}
+
+/// Characters of a client-supplied name that may appear in a trace field.
+fn clean(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .take(255)
+        .map(|c| if c.is_ascii_alphanumeric() || ".-_:[]@".contains(c) { c } else { '?' })
+        .collect();
+    if cleaned.is_empty() { "unknown".into() } else { cleaned }
+}
+
+fn ip_literal(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("[{v4}]"),
+        IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+    }
+}
+
+/// `Return-Path`, `Delivered-To` (one local user only) and `Received` (RFC 5321 section 4.4).
+fn trace_fields(
+    ctx: &ServerContext,
+    conn: &Connection,
+    session: &Session,
+    resolved: &[Resolved],
+    id: &str,
+    now: i64,
+) -> String {
+    let tx = session.transaction().expect("delivering a transaction");
+    let mut out = String::with_capacity(512);
+    let from = tx.from.as_ref().map_or_else(String::new, |m| m.to_string());
+    out.push_str(&format!("Return-Path: <{from}>\r\n"));
+    let mut users = resolved.iter().flat_map(|r| r.users.iter().map(|u| u.account));
+    if let (Some(first), true) = (users.next(), resolved.len() == 1) {
+        if users.all(|a| a == first) {
+            let user = &resolved[0].users[0];
+            out.push_str(&format!("Delivered-To: {}\r\n", user.address));
+        }
+    }
+    let helo = clean(session.helo().unwrap_or("unknown"));
+    out.push_str(&format!("Received: from {helo} (unknown {})\r\n", ip_literal(conn.peer_ip())));
+    if let Some(tls) = conn.tls_info() {
+        out.push_str(&format!("\t({})\r\n", tls.received_clause()));
+    }
+    out.push_str(&format!("\tby {} (Postlog) with {} id {id}", ctx.hostname(), session.protocol_name()));
+    if resolved.len() == 1 {
+        out.push_str(&format!("\r\n\tfor <{}>", resolved[0].address));
+    }
+    out.push_str(&format!("; {}\r\n", crate::util::rfc5322_date(now)));
+    out
+}
+
+/// Runs the filters and stores the message; returns the replies (one, or one per recipient
+/// for LMTP).
+async fn deliver_message(
+    ctx: &Arc<ServerContext>,
+    fe: &Inner,
+    conn: &Connection,
+    session: &mut Session,
+    d: &mut Driver,
+) -> Vec<Reply> {
+    let lmtp = fe.mode == Mode::Lmtp;
+    let content = session.take_content();
+    let tx = session.transaction().expect("Deliver has a transaction");
+    let resolved = std::mem::take(&mut d.resolved);
+    assert_eq!(resolved.len(), tx.recipients.len(), "one resolution per accepted recipient");
+    let n_replies = if lmtp { resolved.len() } else { 1 };
+    let sender = tx.from.as_ref().map_or_else(|| "<>".to_string(), |m| m.to_string());
+    let inspection = Inspection {
+        message: &content,
+        header_len: filter::header_len(&content),
+        sender: tx.from.as_ref(),
+        recipients: resolved.iter().map(|r| r.address.clone()).collect(),
+        client_ip: conn.peer_ip(),
+        helo: session.helo().unwrap_or(""),
+        tls: conn.is_tls(),
+        authenticated: session.authenticated(),
+    };
+    let outcome = fe.pipeline.run(&inspection).await;
+    drop(inspection);
+    let log_refusal = |reply: &Reply, by: &str| {
+        tracing::info!(session = conn.session_id(), listener = %fe.key, from = %sender, size = content.len(), filter = by, reply = %reply, "message refused");
+    };
+    match &outcome.verdict {
+        Verdict::Accept => {}
+        Verdict::Reject(r) | Verdict::Defer(r) => {
+            log_refusal(r, outcome.decided_by.unwrap_or(""));
+            if r.is_permanent() { &fe.rejected } else { &fe.deferred }.inc();
+            return vec![r.clone(); n_replies];
+        }
+    }
+    let id = new_message_id();
+    let now = now_unix();
+    let mut message = trace_fields(ctx, conn, session, &resolved, &id, now).into_bytes();
+    for (name, value) in &outcome.add_headers {
+        message.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    message.extend_from_slice(&content);
+    drop(content);
+
+    let store = ctx.store.clone();
+    let directory = ctx.services.directory.clone();
+    let folder = outcome.file_into.clone();
+    let to_store = resolved.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let prepared = Arc::new(PreparedMessage::new(&message, store.options()));
+        deliver::store_message(&store, &directory, prepared, &to_store, folder.as_ref(), lmtp, now)
+    })
+    .await;
+    let (results, error) = match stored {
+        Ok(x) => x,
+        Err(_) => {
+            let r = Reply::new(451, "4.3.0", "Error: internal error while storing, try again later");
+            fe.deferred.inc();
+            return vec![r; n_replies];
+        }
+    };
+    let policy_reply = |r: &Resolved, result: &RecipientResult| -> Reply {
+        match (result, &error) {
+            (RecipientResult::Delivered, None) => {
+                if lmtp {
+                    Reply::new(250, "2.0.0", format!("<{}> Ok: delivered as {id}", r.address))
+                } else {
+                    Reply::new(250, "2.0.0", format!("Ok: delivered as {id}"))
+                }
+            }
+            (RecipientResult::Delivered, Some(e)) => deliver::commit_error_reply(e),
+            (RecipientResult::OverQuota, _) => Policy {
+                directory: ctx.services.directory.clone(),
+                mode: fe.mode,
+                quota_reply: ctx.config.smtp.quota_reply,
+            }
+            .over_quota(&r.address),
+            (RecipientResult::Failed(reply), _) => reply.clone(),
+        }
+    };
+    let replies: Vec<Reply> = if lmtp {
+        resolved.iter().zip(&results).map(|(r, res)| policy_reply(r, res)).collect()
+    } else {
+        // One answer for all: delivered if any copy was stored, else the first failure.
+        let first_ok = results.iter().position(|r| *r == RecipientResult::Delivered);
+        let pick = first_ok.unwrap_or(0);
+        vec![policy_reply(&resolved[pick], &results[pick])]
+    };
+    let delivered: Vec<&str> = resolved
+        .iter()
+        .zip(&results)
+        .filter(|(_, res)| **res == RecipientResult::Delivered && error.is_none())
+        .map(|(r, _)| r.address.as_str())
+        .collect();
+    if let Some(e) = &error {
+        tracing::error!(session = conn.session_id(), listener = %fe.key, from = %sender, error = %e, "storing failed");
+    }
+    if !delivered.is_empty() {
+        d.messages += 1;
+        fe.delivered.inc();
+        fe.recipients.add(delivered.len() as u64);
+        tracing::info!(
+            session = conn.session_id(),
+            listener = %fe.key,
+            id = %id,
+            from = %sender,
+            to = %delivered.join(","),
+            folder = %deliver::folder_name(outcome.file_into.as_ref()),
+            "delivered"
+        );
+    } else {
+        let r = &replies[0];
+        if r.is_permanent() { &fe.rejected } else { &fe.deferred }.inc();
+    }
+    replies
+}

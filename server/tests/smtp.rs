@@ -1,0 +1,256 @@
+//! SMTP, submission and LMTP end to end: the real `postlog serve` on loopback, driven by real
+//! clients (Python's smtplib and raw sockets in `clients/smtp_clients.py`, swaks), then the
+//! store opened to check what was stored, and how.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{Server, postlog, s, text};
+use postlog_engine::{Options, Store};
+
+/// Creates example.test with alice and bob, and team@ for both, before the server starts.
+fn setup(dir: &Path) {
+    let data = dir.join("data");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = postlog();
+        c.args(args).args(["--data", s(&data)]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "postlog {args:?}: {}", text(&out.stderr));
+    };
+    run(&["domain", "add", "example.test"], None);
+    run(&["user", "add", "alice@example.test", "--password-stdin"], Some("alice-secret"));
+    run(&["user", "add", "bob@example.test", "--password-stdin"], Some("bob-secret"));
+    run(&["alias", "add", "team@example.test", "alice@example.test", "bob@example.test"], None);
+    run(&["alias", "add", "postmaster@example.test", "alice@example.test"], None);
+}
+
+fn ports_json(server: &Server) -> String {
+    let ports: HashMap<&str, u16> = server.ports.iter().map(|(k, v)| (*k, *v)).collect();
+    serde_json::to_string(&ports).unwrap()
+}
+
+/// Runs one scenario of `clients/smtp_clients.py`.
+fn python(server: &Server, scenario: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/smtp_clients.py");
+    let out = Command::new("python3")
+        .args([script, scenario, "127.0.0.1", &ports_json(server)])
+        .output()
+        .expect("python3 runs (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "scenario {scenario} failed:\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains(&format!("{scenario} ok")), "{}", text(&out.stdout));
+}
+
+/// Every message of `user`'s INBOX, oldest first.
+fn inbox(store: &Store, user: &str) -> Vec<String> {
+    let account = store.account_id(user).unwrap();
+    let mailbox = store.mailbox_by_name(account, "INBOX").unwrap().id;
+    let messages = store.messages(account, mailbox).unwrap();
+    messages.iter().map(|m| text(&store.read_message(account, mailbox, m.uid).unwrap())).collect()
+}
+
+fn with_subject<'a>(messages: &'a [String], subject: &str) -> Vec<&'a String> {
+    let needle = format!("Subject: {subject}\r\n");
+    messages.iter().filter(|m| m.contains(&needle)).collect()
+}
+
+#[test]
+fn real_clients_deliver_over_every_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "");
+    for scenario in ["mx", "submission", "pipelined", "chunking", "lmtp", "smuggling", "bare_lf_bytes"] {
+        python(&server, scenario);
+    }
+    let data = server.data.clone();
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+
+    let store = Store::open(&data, Options::default()).unwrap();
+    let alice = inbox(&store, "alice@example.test");
+    let bob = inbox(&store, "bob@example.test");
+
+    // Trace fields: Return-Path, Delivered-To (one recipient), Received with protocol and TLS.
+    let plain = with_subject(&alice, "mx plain");
+    assert_eq!(plain.len(), 1, "{alice:#?}");
+    let m = plain[0];
+    assert!(m.starts_with("Return-Path: <sender@remote.test>\r\nDelivered-To: alice@example.test\r\nReceived: from client.remote.test (unknown [127.0.0.1])\r\n\tby mail.example.test (Postlog) with ESMTP id "), "{m}");
+    assert!(m.contains("\r\n\tfor <alice@example.test>; "), "{m}");
+    let tls = with_subject(&alice, "mx over tls")[0];
+    assert!(tls.contains("\t(using TLSv1.3 with cipher TLS_") && tls.contains(" with ESMTPS id "), "{tls}");
+    let submitted = with_subject(&bob, "submitted")[0];
+    assert!(submitted.contains(" with ESMTPSA id "), "{submitted}");
+    assert!(submitted.starts_with("Return-Path: <alice@example.test>\r\n"), "{submitted}");
+    assert_eq!(with_subject(&bob, "from the alias").len(), 1);
+    assert_eq!(with_subject(&alice, "implicit tls").len(), 1);
+    assert!(with_subject(&alice, "implicit tls")[0].contains(" with ESMTPSA id "));
+
+    // The alias: one copy each, one stored body (no Delivered-To: two users).
+    let (a, b) = (with_subject(&alice, "to the team"), with_subject(&bob, "to the team"));
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert_eq!(a[0], b[0], "the same stored message");
+    assert!(!a[0].contains("Delivered-To:"), "{}", a[0]);
+    assert!(a[0].contains("\tfor <team@example.test>; "), "{}", a[0]);
+    let blob_of = |user: &str, subject: &str| {
+        let account = store.account_id(user).unwrap();
+        let mailbox = store.mailbox_by_name(account, "INBOX").unwrap().id;
+        let entries = store.messages(account, mailbox).unwrap();
+        let all = inbox(&store, user);
+        let i = all.iter().position(|m| m.contains(&format!("Subject: {subject}\r\n"))).unwrap();
+        entries[i].blob
+    };
+    assert_eq!(blob_of("alice@example.test", "to the team"), blob_of("bob@example.test", "to the team"));
+
+    // SMTPUTF8, DSN parameters, pipelining, chunking, LMTP.
+    assert_eq!(with_subject(&alice, "=?utf-8?q?gr=C3=BC=C3=9Fe?=").len() + with_subject(&alice, "grüße").len(), 1);
+    assert_eq!(with_subject(&bob, "dsn").len(), 1);
+    let pipelined: Vec<&String> = bob.iter().filter(|m| m.contains("Subject: pipelined ")).collect();
+    assert_eq!(pipelined.len(), 50);
+    assert!(pipelined.iter().all(|m| m.ends_with("\r\n\r\n.dot-stuffed line\r\n")), "{}", pipelined[0]);
+    let chunked = with_subject(&alice, "chunked")[0];
+    assert!(chunked.ends_with("\r\n\r\nfirst part, second part\r\n"), "{chunked}");
+    let binary = with_subject(&alice, "binary")[0];
+    assert!(binary.as_bytes().ends_with(b"\r\n\r\n\x00\x01\n\r\xef\xbf\xbd.\r\n"), "{binary:?}");
+    assert!(with_subject(&alice, "over lmtp")[0].contains(" with LMTP id "));
+    assert_eq!(with_subject(&bob, "over lmtp").len(), 1);
+    assert_eq!(with_subject(&alice, "lmtp via smtplib").len(), 1);
+    // Smuggling shapes: one message each, the would-be second message is its content.
+    let carriers = with_subject(&alice, "carrier");
+    assert_eq!(carriers.len(), 4);
+    assert!(
+        carriers.iter().all(|m| m.contains("\r\nSubject: smuggled\r\n") && m.ends_with("evil\r\n")),
+        "{carriers:#?}"
+    );
+    // Bare LF lines, normalised to CRLF and unstuffed.
+    let bare = with_subject(&bob, "bare lf")[0];
+    // (smtplib ends the LF-terminated data with one more CRLF of its own.)
+    assert!(bare.ends_with("Subject: bare lf\r\n\r\nline one\r\n.starts with a dot\r\n..two dots\r\n\r\n"), "{bare:?}");
+    // Nothing refused was stored: no forged, relayed, unauthenticated or smuggled mail.
+    for subject in ["relay", "no auth", "forged", "out", "smuggled"] {
+        assert!(with_subject(&bob, subject).is_empty(), "{subject}");
+        let for_alice = with_subject(&alice, subject);
+        assert!(for_alice.iter().all(|m| m.contains("Subject: carrier\r\n")), "{subject}");
+    }
+    assert_eq!(
+        alice.len(),
+        13,
+        "{:#?}",
+        alice.iter().map(|m| m.lines().find(|l| l.starts_with("Subject:"))).collect::<Vec<_>>()
+    );
+    assert_eq!(bob.len(), 56);
+    let delivered = log.iter().filter(|l| l.contains(" delivered ") || l.ends_with(" delivered")).count();
+    assert!(delivered >= 60, "one log line per delivered message: {delivered}");
+}
+
+#[test]
+fn bare_newlines_can_be_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "[smtp]\nbare_newlines = \"reject\"\n");
+    python(&server, "smuggling_rejected");
+    let data = server.data.clone();
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
+    let store = Store::open(&data, Options::default()).unwrap();
+    assert!(inbox(&store, "alice@example.test").is_empty());
+    assert!(inbox(&store, "bob@example.test").is_empty());
+}
+
+/// Runs swaks against the server; returns (exit code, transcript).
+fn swaks(server: &Server, listener: &str, args: &[&str]) -> (i32, String) {
+    let port = server.ports[listener].to_string();
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port, "--timeout", "30", "--helo", "swaks.client.test"])
+        .args(args)
+        .output()
+        .expect("swaks runs (scripts/test.sh installs it)");
+    (out.status.code().unwrap_or(-1), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+#[test]
+fn swaks_auth_tls_pipelining_and_broken_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "");
+    let ok = |listener: &str, args: &[&str]| {
+        let (code, transcript) = swaks(&server, listener, args);
+        assert_eq!(code, 0, "swaks {args:?}:\n{transcript}");
+        transcript
+    };
+    let alice_auth = ["--auth-user", "alice@example.test", "--auth-password", "alice-secret"];
+    ok("smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--header", "Subject: swaks plain"]);
+    let t = ok("smtp", &["--pipeline", "--from", "x@remote.test", "--to", "alice@example.test,bob@example.test", "--header", "Subject: swaks pipelined"]);
+    assert!(t.contains("PIPELINING"), "{t}");
+    for mech in ["PLAIN", "LOGIN"] {
+        let subject = format!("Subject: swaks auth {mech}");
+        let mut args = vec!["--auth", mech, "--from", "alice@example.test", "--to", "bob@example.test", "--header", &subject];
+        args.extend(alice_auth);
+        let t = ok("submission", &args);
+        assert!(t.contains("235 2.7.0 Authentication successful"), "{t}");
+    }
+    // STARTTLS then AUTH on 587, implicit TLS on 465.
+    let mut args = vec!["--tls", "--auth", "PLAIN", "--from", "alice@example.test", "--to", "bob@example.test", "--header", "Subject: swaks starttls"];
+    args.extend(alice_auth);
+    let t = ok("submission", &args);
+    assert!(t.contains("220 2.0.0 Ready to start TLS") && t.contains("TLS started"), "{t}");
+    let mut args = vec!["--tls-on-connect", "--auth", "LOGIN", "--from", "alice@example.test", "--to", "alice@example.test", "--header", "Subject: swaks smtps"];
+    args.extend(alice_auth);
+    ok("submissions", &args);
+
+    // Failures, with swaks' exit codes: 24 = RCPT refused, 28 = AUTH refused, 26 = message refused.
+    let (code, t) = swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "nobody@example.test"]);
+    assert_eq!(code, 24, "{t}");
+    assert!(t.contains("550 5.1.1 <nobody@example.test>"), "{t}");
+    let (code, t) = swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "x@elsewhere.test"]);
+    assert_eq!(code, 24, "{t}");
+    assert!(t.contains("554 5.7.1"), "{t}");
+    let (code, t) = swaks(&server, "submission", &["--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "wrong", "--to", "bob@example.test"]);
+    assert_eq!(code, 28, "{t}");
+    assert!(t.contains("535 5.7.8"), "{t}");
+    // Broken input: an oversized header section, a loop of Received fields, a NUL in a header.
+    let received = "Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\n".repeat(60);
+    let looping = format!("{received}Subject: swaks loop\n\nbody\n");
+    let (code, t) = swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--data", &looping]);
+    assert_eq!(code, 26, "{t}");
+    assert!(t.contains("554 5.4.6"), "{t}");
+    let big = format!("Subject: swaks big\nX-Filler: {}\n\nbody\n", "x".repeat(1 << 20));
+    let data_file = tmp.path().join("big.eml");
+    std::fs::write(&data_file, big).unwrap();
+    let (code, t) = swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--data", s(&data_file)]);
+    assert_eq!(code, 26, "{}", &t[..t.len().min(2000)]);
+    assert!(t.contains("552 5.3.4 Error: message header too big"), "{}", &t[t.len().saturating_sub(2000)..]);
+    // Raw data with a smuggling attempt (no fix-ups by swaks): one message, content kept.
+    let (code, t) = swaks(&server, "smtp", &[
+        "--from", "x@remote.test", "--to", "alice@example.test", "--no-data-fixup",
+        "--data", "Subject: swaks raw\r\n\r\nhi\n.\nMAIL FROM:<evil@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: evil\r\n\r\n.\r\n",
+    ]);
+    assert_eq!(code, 0, "{t}");
+
+    let data = server.data.clone();
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
+    let store = Store::open(&data, Options::default()).unwrap();
+    let alice = inbox(&store, "alice@example.test");
+    let bob = inbox(&store, "bob@example.test");
+    for subject in ["swaks plain", "swaks pipelined", "swaks smtps", "swaks raw"] {
+        assert_eq!(with_subject(&alice, subject).len(), 1, "{subject}");
+    }
+    for subject in ["swaks pipelined", "swaks auth PLAIN", "swaks auth LOGIN", "swaks starttls"] {
+        assert_eq!(with_subject(&bob, subject).len(), 1, "{subject}");
+    }
+    assert!(with_subject(&bob, "swaks starttls")[0].contains(" with ESMTPSA id "));
+    assert!(with_subject(&bob, "evil").is_empty());
+    assert_eq!((alice.len(), bob.len()), (4, 4));
+}
