@@ -9,7 +9,8 @@ if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 # Debian packages the tests drive. Each test that needs a program fails (never skips) when it
 # is missing, so install them all first.
 # python3: smtplib clients; swaks (+ its TLS and SASL modules): SMTP from the command line.
-PACKAGES=(ca-certificates python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl)
+# postfix: a real MTA relaying to Postlog (SMTP, LMTP) and smtp-source for volume.
+PACKAGES=(ca-certificates python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

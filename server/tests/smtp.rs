@@ -191,21 +191,53 @@ fn swaks_auth_tls_pipelining_and_broken_input() {
     };
     let alice_auth = ["--auth-user", "alice@example.test", "--auth-password", "alice-secret"];
     ok("smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--header", "Subject: swaks plain"]);
-    let t = ok("smtp", &["--pipeline", "--from", "x@remote.test", "--to", "alice@example.test,bob@example.test", "--header", "Subject: swaks pipelined"]);
+    let t = ok(
+        "smtp",
+        &[
+            "--pipeline",
+            "--from",
+            "x@remote.test",
+            "--to",
+            "alice@example.test,bob@example.test",
+            "--header",
+            "Subject: swaks pipelined",
+        ],
+    );
     assert!(t.contains("PIPELINING"), "{t}");
     for mech in ["PLAIN", "LOGIN"] {
         let subject = format!("Subject: swaks auth {mech}");
-        let mut args = vec!["--auth", mech, "--from", "alice@example.test", "--to", "bob@example.test", "--header", &subject];
+        let mut args =
+            vec!["--auth", mech, "--from", "alice@example.test", "--to", "bob@example.test", "--header", &subject];
         args.extend(alice_auth);
         let t = ok("submission", &args);
         assert!(t.contains("235 2.7.0 Authentication successful"), "{t}");
     }
     // STARTTLS then AUTH on 587, implicit TLS on 465.
-    let mut args = vec!["--tls", "--auth", "PLAIN", "--from", "alice@example.test", "--to", "bob@example.test", "--header", "Subject: swaks starttls"];
+    let mut args = vec![
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--from",
+        "alice@example.test",
+        "--to",
+        "bob@example.test",
+        "--header",
+        "Subject: swaks starttls",
+    ];
     args.extend(alice_auth);
     let t = ok("submission", &args);
     assert!(t.contains("220 2.0.0 Ready to start TLS") && t.contains("TLS started"), "{t}");
-    let mut args = vec!["--tls-on-connect", "--auth", "LOGIN", "--from", "alice@example.test", "--to", "alice@example.test", "--header", "Subject: swaks smtps"];
+    let mut args = vec![
+        "--tls-on-connect",
+        "--auth",
+        "LOGIN",
+        "--from",
+        "alice@example.test",
+        "--to",
+        "alice@example.test",
+        "--header",
+        "Subject: swaks smtps",
+    ];
     args.extend(alice_auth);
     ok("submissions", &args);
 
@@ -216,26 +248,50 @@ fn swaks_auth_tls_pipelining_and_broken_input() {
     let (code, t) = swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "x@elsewhere.test"]);
     assert_eq!(code, 24, "{t}");
     assert!(t.contains("554 5.7.1"), "{t}");
-    let (code, t) = swaks(&server, "submission", &["--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "wrong", "--to", "bob@example.test"]);
+    let (code, t) = swaks(
+        &server,
+        "submission",
+        &[
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.test",
+            "--auth-password",
+            "wrong",
+            "--to",
+            "bob@example.test",
+        ],
+    );
     assert_eq!(code, 28, "{t}");
     assert!(t.contains("535 5.7.8"), "{t}");
     // Broken input: an oversized header section, a loop of Received fields, a NUL in a header.
     let received = "Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\n".repeat(60);
     let looping = format!("{received}Subject: swaks loop\n\nbody\n");
-    let (code, t) = swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--data", &looping]);
+    let (code, t) =
+        swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--data", &looping]);
     assert_eq!(code, 26, "{t}");
     assert!(t.contains("554 5.4.6"), "{t}");
     let big = format!("Subject: swaks big\nX-Filler: {}\n\nbody\n", "x".repeat(1 << 20));
     let data_file = tmp.path().join("big.eml");
     std::fs::write(&data_file, big).unwrap();
-    let (code, t) = swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--data", s(&data_file)]);
+    let (code, t) =
+        swaks(&server, "smtp", &["--from", "x@remote.test", "--to", "alice@example.test", "--data", s(&data_file)]);
     assert_eq!(code, 26, "{}", &t[..t.len().min(2000)]);
     assert!(t.contains("552 5.3.4 Error: message header too big"), "{}", &t[t.len().saturating_sub(2000)..]);
     // Raw data with a smuggling attempt (no fix-ups by swaks): one message, content kept.
-    let (code, t) = swaks(&server, "smtp", &[
-        "--from", "x@remote.test", "--to", "alice@example.test", "--no-data-fixup",
-        "--data", "Subject: swaks raw\r\n\r\nhi\n.\nMAIL FROM:<evil@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: evil\r\n\r\n.\r\n",
-    ]);
+    let (code, t) = swaks(
+        &server,
+        "smtp",
+        &[
+            "--from",
+            "x@remote.test",
+            "--to",
+            "alice@example.test",
+            "--no-data-fixup",
+            "--data",
+            "Subject: swaks raw\r\n\r\nhi\n.\nMAIL FROM:<evil@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: evil\r\n\r\n.\r\n",
+        ],
+    );
     assert_eq!(code, 0, "{t}");
 
     let data = server.data.clone();
@@ -253,4 +309,83 @@ fn swaks_auth_tls_pipelining_and_broken_input() {
     assert!(with_subject(&bob, "swaks starttls")[0].contains(" with ESMTPSA id "));
     assert!(with_subject(&bob, "evil").is_empty());
     assert_eq!((alice.len(), bob.len()), (4, 4));
+}
+
+/// One SMTP client thread of the kill test: sends messages until the connection breaks;
+/// returns the subjects that got their `250`.
+fn send_until_killed(port: u16, thread: usize) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut acked = Vec::new();
+    let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return acked };
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut reply = || -> Option<u16> {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.get(..3)?.parse().ok();
+            }
+        }
+    };
+    let ok = reply() == Some(220) && w.write_all(b"EHLO killer\r\n").is_ok() && reply() == Some(250);
+    if !ok {
+        return acked;
+    }
+    let rcpt = if thread % 2 == 0 { "alice@example.test" } else { "team@example.test" };
+    for i in 0.. {
+        let subject = format!("kill-{thread}-{i}");
+        let envelope = format!("MAIL FROM:<load@remote.test>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
+        if w.write_all(envelope.as_bytes()).is_err() {
+            break;
+        }
+        // MAIL and RCPT may be pipelined, DATA ends the group: wait for its 354.
+        if (reply(), reply(), reply()) != (Some(250), Some(250), Some(354)) {
+            break;
+        }
+        let body = format!("Subject: {subject}\r\n\r\n{}\r\n.\r\n", "load line\r\n".repeat(40));
+        if w.write_all(body.as_bytes()).is_err() || reply() != Some(250) {
+            break;
+        }
+        acked.push(subject);
+    }
+    acked
+}
+
+#[test]
+fn a_kill_during_a_load_run_loses_no_acknowledged_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let mut server = Server::start(tmp.path(), "[smtp]\nforbid_unauth_pipelining = false\n");
+    let port = server.ports["smtp"];
+    let threads: Vec<_> = (0..8).map(|t| std::thread::spawn(move || send_until_killed(port, t))).collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut child = server.child.take().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let acked: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(acked.len() >= 50, "the load ran before the kill: {} acknowledged", acked.len());
+
+    let store = Store::open(&server.data, Options::default()).unwrap();
+    let alice = inbox(&store, "alice@example.test");
+    let bob = inbox(&store, "bob@example.test");
+    for subject in &acked {
+        let thread: usize = subject.split('-').nth(1).unwrap().parse().unwrap();
+        assert_eq!(with_subject(&alice, subject).len(), 1, "acknowledged {subject} is missing for alice");
+        if thread % 2 == 1 {
+            assert_eq!(with_subject(&bob, subject).len(), 1, "acknowledged {subject} is missing for bob");
+        }
+    }
+    // At most the one message per connection that was in flight is there unacknowledged.
+    assert!(alice.len() <= acked.len() + 8, "{} stored, {} acknowledged", alice.len(), acked.len());
+    drop(store);
+
+    // The server starts again on the same data and takes mail.
+    let server = Server::start(tmp.path(), "");
+    python(&server, "lmtp");
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
 }
