@@ -91,6 +91,8 @@ fn stderr(output: &Output) -> String {
 }
 
 async fn serve(stream: TcpStream, options: SinkOptions, log: &SinkLog) -> std::io::Result<()> {
+    // Replies are written one by one; Nagle would hold each second one for the client's ACK.
+    stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     write.write_all(b"220 sink.test ESMTP\r\n").await?;
