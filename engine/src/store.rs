@@ -279,7 +279,21 @@ enum Outcome {
     Copied(CopyOutcome),
 }
 
-type Reply = std::sync::mpsc::SyncSender<Result<Outcome, CommitError>>;
+/// Where the committer sends an operation's result: a blocked thread, or an awaiting task.
+enum Reply {
+    Blocking(std::sync::mpsc::SyncSender<Result<Outcome, CommitError>>),
+    Async(tokio::sync::oneshot::Sender<Result<Outcome, CommitError>>),
+}
+
+impl Reply {
+    /// Hands the result over; `Err` if the caller is gone (nothing to do then).
+    fn send(self, result: Result<Outcome, CommitError>) -> Result<(), ()> {
+        match self {
+            Reply::Blocking(tx) => tx.send(result).map_err(|_| ()),
+            Reply::Async(tx) => tx.send(result).map_err(|_| ()),
+        }
+    }
+}
 
 struct Request {
     op: Op,
@@ -467,15 +481,28 @@ impl Store {
 
     fn submit(&self, op: Op) -> Result<Outcome, CommitError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.enqueue(op, Reply::Blocking(tx))?;
+        rx.recv().unwrap_or(Err(CommitError::Closed))
+    }
+
+    /// [`submit`](Self::submit) for async callers: the task awaits the commit instead of
+    /// blocking a thread.
+    async fn submit_async(&self, op: Op) -> Result<Outcome, CommitError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueue(op, Reply::Async(tx))?;
+        rx.await.unwrap_or(Err(CommitError::Closed))
+    }
+
+    fn enqueue(&self, op: Op, reply: Reply) -> Result<(), CommitError> {
         {
             let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
             if q.closing {
                 return Err(CommitError::Closed);
             }
-            q.requests.push_back(Request { op, reply: tx });
+            q.requests.push_back(Request { op, reply });
         }
         self.inner.wake.notify_one();
-        rx.recv().unwrap_or(Err(CommitError::Closed))
+        Ok(())
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -617,6 +644,18 @@ impl Store {
         items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
     ) -> Result<Vec<Vec<Appended>>, CommitError> {
         match self.submit(Op::Append { items, save_date: now_unix() })? {
+            Outcome::Appended(v) => Ok(v),
+            o => unreachable!("append answered {o:?}"),
+        }
+    }
+
+    /// [`append_many`](Self::append_many) for async callers: the same commit, awaited rather
+    /// than blocking the calling thread (prepare the messages first; that is CPU work).
+    pub async fn append_many_async(
+        &self,
+        items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
+    ) -> Result<Vec<Vec<Appended>>, CommitError> {
+        match self.submit_async(Op::Append { items, save_date: now_unix() }).await? {
             Outcome::Appended(v) => Ok(v),
             o => unreachable!("append answered {o:?}"),
         }

@@ -335,7 +335,7 @@ fn send_until_killed(port: u16, thread: usize) -> Vec<String> {
     if !ok {
         return acked;
     }
-    let rcpt = if thread % 2 == 0 { "alice@example.test" } else { "team@example.test" };
+    let rcpt = if thread.is_multiple_of(2) { "alice@example.test" } else { "team@example.test" };
     for i in 0.. {
         let subject = format!("kill-{thread}-{i}");
         let envelope = format!("MAIL FROM:<load@remote.test>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
@@ -375,7 +375,7 @@ fn a_kill_during_a_load_run_loses_no_acknowledged_message() {
     for subject in &acked {
         let thread: usize = subject.split('-').nth(1).unwrap().parse().unwrap();
         assert_eq!(with_subject(&alice, subject).len(), 1, "acknowledged {subject} is missing for alice");
-        if thread % 2 == 1 {
+        if !thread.is_multiple_of(2) {
             assert_eq!(with_subject(&bob, subject).len(), 1, "acknowledged {subject} is missing for bob");
         }
     }
@@ -388,4 +388,129 @@ fn a_kill_during_a_load_run_loses_no_acknowledged_message() {
     python(&server, "lmtp");
     let (status, _) = server.stop();
     assert_eq!(status.code(), Some(0));
+}
+
+/// A minimal line client for the tests below.
+struct Client {
+    r: std::io::BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        Client { w: s.try_clone().unwrap(), r: std::io::BufReader::new(s) }
+    }
+
+    /// One whole reply, lines joined with `\n`.
+    fn reply(&mut self) -> String {
+        use std::io::BufRead;
+        let mut all = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap() == 0 {
+                all.push("<closed>".to_string());
+                break;
+            }
+            let done = line.as_bytes().get(3) != Some(&b'-');
+            all.push(line.trim_end().to_string());
+            if done {
+                break;
+            }
+        }
+        all.join("\n")
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+}
+
+#[test]
+fn quotas_are_enforced_per_recipient() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let out = postlog()
+        .args(["user", "quota", "bob@example.test", "1K", "--data", s(&tmp.path().join("data"))])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server = Server::start(tmp.path(), "");
+    let body = format!("Subject: big\r\n\r\n{}\r\n.", "x".repeat(2000));
+
+    // SMTP with SIZE: refused at RCPT for bob only.
+    let mut c = Client::connect(server.ports["smtp"]);
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO q").starts_with("250-"));
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test> SIZE=2100"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<bob@example.test>"), "452 4.2.2 <bob@example.test>: Mailbox full, try again later");
+    assert_eq!(c.cmd("RCPT TO:<alice@example.test>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    assert!(c.cmd(&body).starts_with("250 2.0.0 Ok: delivered as "));
+    // Without SIZE the RCPT check passes and the message is stored (one message of grace)...
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<bob@example.test>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    assert!(c.cmd(&body).starts_with("250 2.0.0 Ok: delivered as "));
+    // ...after which bob is over quota.
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<bob@example.test>"), "452 4.2.2 <bob@example.test>: Mailbox full, try again later");
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+
+    // LMTP answers each recipient with the real size.
+    let mut c = Client::connect(server.ports["lmtp"]);
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("LHLO mta").starts_with("250-"));
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<alice@example.test>"), "250 2.1.5 Ok");
+    assert_eq!(
+        c.cmd("RCPT TO:<carol@example.test>"),
+        "550 5.1.1 <carol@example.test>: Recipient address rejected: no such user here"
+    );
+    assert_eq!(c.cmd("RCPT TO:<team@example.test>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    let first = c.cmd(&body);
+    let second = c.reply();
+    assert!(first.starts_with("250 2.0.0 <alice@example.test> Ok: delivered as "), "{first}");
+    // team@ is alice and bob: alice has room, so the alias is delivered (to alice once).
+    assert!(second.starts_with("250 2.0.0 <team@example.test> Ok: delivered as "), "{second}");
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<bob@example.test>"), "452 4.2.2 <bob@example.test>: Mailbox full, try again later");
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+
+    let data = server.data.clone();
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
+    let store = Store::open(&data, Options::default()).unwrap();
+    assert_eq!(inbox(&store, "alice@example.test").len(), 2);
+    assert_eq!(inbox(&store, "bob@example.test").len(), 1);
+}
+
+#[test]
+fn clients_that_talk_before_the_greeting_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "[smtp]\ngreet_pause_ms = 700\n");
+    // Talks first: refused, and nothing it said is taken as a command.
+    let mut c = Client::connect(server.ports["smtp"]);
+    c.w.write_all(b"EHLO eager\r\nMAIL FROM:<spam@remote.test>\r\n").unwrap();
+    assert_eq!(c.reply(), "554 5.5.0 Error: SMTP protocol synchronization");
+    assert_eq!(c.reply(), "<closed>");
+    // Waits for the greeting: served.
+    let mut c = Client::connect(server.ports["smtp"]);
+    let started = std::time::Instant::now();
+    assert_eq!(c.reply(), "220 mail.example.test ESMTP Postlog");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600), "{:?}", started.elapsed());
+    assert!(c.cmd("EHLO patient").starts_with("250-"));
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    // The pause is the MX listener's only: submission greets at once.
+    let mut c = Client::connect(server.ports["submission"]);
+    let started = std::time::Instant::now();
+    assert_eq!(c.reply(), "220 mail.example.test ESMTP Postlog");
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(log.iter().any(|l| l.contains("refused: client talked before the greeting")), "{log:?}");
 }

@@ -427,6 +427,7 @@ impl Session {
         self.pending = Pending::None;
         self.tls = true;
         self.cfg.mechanisms = mechanisms;
+        self.authenticated = None;
         self.helo = None;
         self.esmtp = false;
         self.tx = None;
@@ -734,6 +735,10 @@ impl Session {
     fn starttls(&mut self) -> Option<Event> {
         let refusal = if self.tls {
             Some(Reply::new(503, "5.5.1", "Error: TLS already active"))
+        } else if self.authenticated.is_some() {
+            // RFC 3207 section 4.2: what was learned before TLS must be forgotten after it; a
+            // login made in plain text does not carry into the TLS session, so refuse instead.
+            Some(Reply::new(503, "5.5.1", "Error: STARTTLS after AUTH"))
         } else if !self.cfg.starttls {
             Some(Reply::new(502, "5.5.1", "Error: command not implemented"))
         } else if self.tx.is_some() {

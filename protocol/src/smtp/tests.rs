@@ -351,6 +351,8 @@ fn submission_needs_auth_and_offers_it() {
     assert_eq!(out, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n");
     let ehlo = f.run(&mut s, b"EHLO again\r\n");
     assert!(ehlo.contains("250-AUTH PLAIN SCRAM-SHA-256\r\n"), "{ehlo}");
+    // A login made before TLS does not carry into a TLS session: STARTTLS is refused after it.
+    assert_eq!(f.run(&mut s, b"STARTTLS\r\n"), "503 5.5.1 Error: STARTTLS after AUTH\r\n");
 }
 
 #[test]

@@ -7,9 +7,8 @@
 //! goes out only after that commit returned.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use postlog_engine::{AccountId, AppendTarget, CommitError, MailboxId, PreparedMessage, Store, special_use};
+use postlog_engine::{AccountId, AppendTarget, CommitError, MailboxId, Store, special_use};
 use postlog_protocol::smtp::{ForwardPath, Mailbox, Mode, Reply};
 
 use super::filter::Folder;
@@ -137,9 +136,7 @@ impl Policy {
         match self.directory.resolve(address) {
             Ok(Resolution::User(u)) => Reply::new(250, "2.0.0", format!("<{}>", u.address)),
             Ok(Resolution::Expanded { .. }) => Reply::new(250, "2.0.0", format!("<{address}>")),
-            Ok(Resolution::NotLocal) => {
-                Reply::new(252, "2.0.0", format!("<{address}>: Cannot VRFY user, but will accept message"))
-            }
+            Ok(Resolution::NotLocal) => Reply::new(252, "2.0.0", format!("<{address}>: Cannot VRFY user")),
             Ok(Resolution::Unknown) => {
                 Reply::new(550, "5.1.1", format!("<{address}>: Recipient address rejected: no such user here"))
             }
@@ -183,7 +180,7 @@ fn target_mailbox(store: &Store, account: AccountId, folder: Option<&Folder>) ->
     found.or_else(|| boxes.iter().find(|m| m.name == "INBOX")).map(|m| m.id)
 }
 
-/// What [`store_message`] did for each recipient.
+/// What happens for each recipient of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientResult {
     Delivered,
@@ -193,37 +190,44 @@ pub enum RecipientResult {
     Failed(Reply),
 }
 
-/// Stores `message` for every user behind `recipients` in one commit; returns, per recipient,
-/// what happened, and the store error if the commit failed (then nothing was stored).
+/// What [`plan_delivery`] decided: per recipient what happens, and the copies to store (in
+/// one commit, by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub results: Vec<RecipientResult>,
+    pub targets: Vec<AppendTarget>,
+}
+
+/// Decides, for a message of `size` octets, which users behind `recipients` get a copy and
+/// where (one copy per account, in the filter's folder or INBOX).
 ///
 /// Over quota: with `strict_quota` (LMTP, which answers per recipient) a recipient whose users
-/// are all over quota is left out; otherwise (SMTP, one answer for all) it is left out only if
-/// every recipient is, and a message that passed the `RCPT` check is stored even if it takes
-/// the user over (one message of grace, as Dovecot's `quota_grace`).
-pub fn store_message(
+/// are all over quota with the message's real size is left out. Otherwise (SMTP, one answer for
+/// all recipients) the `RCPT` check, made with the size the client declared, decided: a message
+/// that passed it is stored even if its real size takes the user over (one message of grace,
+/// as Dovecot's `quota_grace`). Without `strict_quota` a message is stored for all recipients
+/// or for none.
+pub fn plan_delivery(
     store: &Store,
     directory: &Directory,
-    message: Arc<PreparedMessage>,
+    size: u64,
     recipients: &[Resolved],
     folder: Option<&Folder>,
     strict_quota: bool,
     now: i64,
-) -> (Vec<RecipientResult>, Option<CommitError>) {
-    let size = message.raw_len();
+) -> Plan {
     let over = |u: &LocalUser| directory.quota(&u.address).is_some_and(|q| !q.allows(size));
     let mut results: Vec<RecipientResult> = recipients
         .iter()
         .map(|r| {
-            if !r.users.is_empty() && r.users.iter().all(over) {
+            // Without strict_quota the RCPT check (with the declared SIZE) was the quota check.
+            if strict_quota && !r.users.is_empty() && r.users.iter().all(over) {
                 RecipientResult::OverQuota
             } else {
                 RecipientResult::Delivered
             }
         })
         .collect();
-    if !strict_quota && results.iter().any(|r| *r == RecipientResult::Delivered) {
-        results.iter_mut().for_each(|r| *r = RecipientResult::Delivered);
-    }
     let mut copies: Vec<Copy> = Vec::new();
     let mut seen = HashSet::new();
     for (r, result) in recipients.iter().zip(results.iter_mut()) {
@@ -231,7 +235,8 @@ pub fn store_message(
             continue;
         }
         for u in &r.users {
-            if !seen.insert(u.account) {
+            // An alias reaching several users: those over quota are left out (LMTP).
+            if (strict_quota && over(u)) || !seen.insert(u.account) {
                 continue;
             }
             match target_mailbox(store, u.account, folder) {
@@ -251,13 +256,10 @@ pub fn store_message(
         // One answer for all recipients: a message is stored for all of them or for none.
         let failed = results.iter().find(|r| matches!(r, RecipientResult::Failed(_))).cloned();
         if let Some(failed) = failed {
-            return (vec![failed; results.len()], None);
+            return Plan { results: vec![failed; recipients.len()], targets: Vec::new() };
         }
     }
-    if copies.is_empty() {
-        return (results, None);
-    }
-    let targets: Vec<AppendTarget> = copies
+    let targets = copies
         .iter()
         .map(|c| AppendTarget {
             account: c.account,
@@ -267,10 +269,7 @@ pub fn store_message(
             internal_date: now,
         })
         .collect();
-    match store.append_prepared(message, &targets) {
-        Ok(_) => (results, None),
-        Err(e) => (results, Some(e)),
-    }
+    Plan { results, targets }
 }
 
 /// The reply for a failed commit.

@@ -27,7 +27,7 @@ pub struct Inspection<'a> {
     /// when it has no body; 0 when it has no header fields).
     pub header_len: usize,
     pub sender: Option<&'a Mailbox>,
-    /// Recipients as the client gave them (`postmaster` shown as `Postmaster`).
+    /// Recipients as accepted (a bare `<Postmaster>` as the `postmaster@domain` it reached).
     pub recipients: Vec<String>,
     pub client_ip: IpAddr,
     pub helo: &'a str,

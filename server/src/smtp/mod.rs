@@ -47,6 +47,10 @@ struct Inner {
     recipients: Counter,
 }
 
+/// Messages up to this size are prepared (hashed, parsed, compressed) on the session's own
+/// worker thread; bigger ones on the blocking pool.
+const INLINE_PREPARE_MAX: usize = 256 * 1024;
+
 /// Unique enough message ids for logs and replies: start time, then a counter.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -99,6 +103,8 @@ struct Driver {
     /// The local users behind each accepted recipient, in order.
     resolved: Vec<Resolved>,
     exchange: Option<Exchange>,
+    /// The mechanism of the AUTH in progress, as the client named it (for logs and metrics).
+    mechanism: String,
     messages: u64,
 }
 
@@ -154,7 +160,8 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
     let policy =
         Policy { directory: ctx.services.directory.clone(), mode: fe.mode, quota_reply: ctx.config.smtp.quota_reply };
     let mut d = Driver::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Big enough for a typical message in a few reads; not zeroed per connection more than once.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut shutdown = conn.shutdown_signal();
     loop {
         match session.poll() {
@@ -200,6 +207,9 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
             },
             Event::Vrfy(what) => session.answer_vrfy(policy.vrfy(&what)),
             Event::Auth { mechanism, initial_response } => {
+                // A metrics label: known names only, never the client's free text.
+                let mechanism_name = postlog_protocol::sasl::Mechanism::from_name(&mechanism)
+                    .map_or_else(|_| "unsupported".to_string(), |m| m.name().to_string());
                 let auth = ctx.services.auth.clone();
                 let peer = peer_of(&conn);
                 let started = tokio::task::spawn_blocking(move || match auth.begin(&mechanism, peer) {
@@ -215,6 +225,7 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
                     Err(_) => (None, AuthStep::Done(unavailable())),
                 };
                 d.exchange = exchange;
+                d.mechanism = mechanism_name;
                 auth_step(&ctx, &fe, &conn, &mut session, &mut d, step).await;
             }
             Event::AuthResponse(response) => {
@@ -244,6 +255,7 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
                 if session.discarded_at_starttls() > 0 {
                     tracing::warn!(session = session_id, listener = %fe.key, peer = %conn.peer(), octets = session.discarded_at_starttls(), "discarded input pipelined after STARTTLS");
                 }
+                d.user = None;
                 conn = match conn.start_tls().await {
                     Ok(c) => c,
                     // Logged and counted by the frame; the connection is gone.
@@ -287,7 +299,8 @@ async fn auth_step(
         }
         AuthStep::Done(outcome) => outcome,
     };
-    let mechanism = d.exchange.take().map_or_else(|| "unknown".to_string(), |e| e.mechanism().name().to_string());
+    d.exchange = None;
+    let mechanism = d.mechanism.clone();
     match outcome.result {
         Ok(a) => {
             tracing::info!(session = conn.session_id(), listener = %fe.key, peer = %conn.peer(), user = %a.address, %mechanism, "authenticated");
@@ -330,8 +343,9 @@ fn now_unix() -> i64 {
 }
 
 fn new_message_id() -> String {
+    // Microseconds at the first message of this process, then a counter.
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(|| now_unix() as u64);
+    let start = *START.get_or_init(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64));
     let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     format!("{start:X}{n:06X}")
 }
@@ -367,11 +381,11 @@ fn trace_fields(
     let from = tx.from.as_ref().map_or_else(String::new, |m| m.to_string());
     out.push_str(&format!("Return-Path: <{from}>\r\n"));
     let mut users = resolved.iter().flat_map(|r| r.users.iter().map(|u| u.account));
-    if let (Some(first), true) = (users.next(), resolved.len() == 1) {
-        if users.all(|a| a == first) {
-            let user = &resolved[0].users[0];
-            out.push_str(&format!("Delivered-To: {}\r\n", user.address));
-        }
+    if let (Some(first), true) = (users.next(), resolved.len() == 1)
+        && users.all(|a| a == first)
+    {
+        let user = &resolved[0].users[0];
+        out.push_str(&format!("Delivered-To: {}\r\n", user.address));
     }
     let helo = clean(session.helo().unwrap_or("unknown"));
     out.push_str(&format!("Received: from {helo} (unknown {})\r\n", ip_literal(conn.peer_ip())));
@@ -434,22 +448,33 @@ async fn deliver_message(
     message.extend_from_slice(&content);
     drop(content);
 
-    let store = ctx.store.clone();
-    let directory = ctx.services.directory.clone();
-    let folder = outcome.file_into.clone();
-    let to_store = resolved.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        let prepared = Arc::new(PreparedMessage::new(&message, store.options()));
-        deliver::store_message(&store, &directory, prepared, &to_store, folder.as_ref(), lmtp, now)
-    })
-    .await;
-    let (results, error) = match stored {
-        Ok(x) => x,
-        Err(_) => {
-            let r = Reply::new(451, "4.3.0", "Error: internal error while storing, try again later");
-            fe.deferred.inc();
-            return vec![r; n_replies];
-        }
+    // Hashing, parsing and compressing: on this worker for usual sizes (about 100 µs), on the
+    // blocking pool for big messages. Then the commit, awaited: the 250 waits for it.
+    let prepared = if message.len() <= INLINE_PREPARE_MAX {
+        Ok(PreparedMessage::new(&message, ctx.store.options()))
+    } else {
+        let store = ctx.store.clone();
+        tokio::task::spawn_blocking(move || PreparedMessage::new(&message, store.options())).await
+    };
+    let Ok(prepared) = prepared else {
+        let r = Reply::new(451, "4.3.0", "Error: internal error while storing, try again later");
+        fe.deferred.inc();
+        return vec![r; n_replies];
+    };
+    let plan = deliver::plan_delivery(
+        &ctx.store,
+        &ctx.services.directory,
+        prepared.raw_len(),
+        &resolved,
+        outcome.file_into.as_ref(),
+        lmtp,
+        now,
+    );
+    let results = plan.results;
+    let error = if plan.targets.is_empty() {
+        None
+    } else {
+        ctx.store.append_many_async(vec![(Arc::new(prepared), plan.targets)]).await.err()
     };
     let policy_reply = |r: &Resolved, result: &RecipientResult| -> Reply {
         match (result, &error) {
