@@ -191,6 +191,9 @@ pub struct Session {
     closing: bool,
     /// Octets of plain-text input thrown away at STARTTLS (for the log).
     discarded_at_starttls: usize,
+    /// Messages the session refused by itself at the end of their content (too big, bare
+    /// newlines), not yet taken by the server (for its logs and metrics).
+    refused: Vec<Reply>,
 }
 
 impl Session {
@@ -220,6 +223,7 @@ impl Session {
             skipping: false,
             closing: false,
             discarded_at_starttls: 0,
+            refused: Vec::new(),
         };
         s.send(Reply::new(220, "", greeting));
         s
@@ -264,6 +268,12 @@ impl Session {
     /// Octets the client sent after STARTTLS, before the handshake, that were discarded.
     pub fn discarded_at_starttls(&self) -> usize {
         self.discarded_at_starttls
+    }
+
+    /// The messages refused by the session itself at the end of their content (too big, bare
+    /// newlines) since the last call: their replies, for the server's logs and metrics.
+    pub fn take_refusals(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.refused)
     }
 
     /// The protocol for the `with` clause of `Received:` (RFC 3848, RFC 6531).
@@ -877,6 +887,7 @@ impl Session {
             for _ in 0..n {
                 self.send(r.clone());
             }
+            self.refused.push(r);
             self.tx = None;
             self.count_error();
             return None;

@@ -312,6 +312,8 @@ fn size_limits_and_recipient_limits() {
     f.run(&mut s, b"DATA\r\n");
     assert_eq!(f.run(&mut s, b"0123456789\r\n.\r\n"), "552 5.3.4 Error: message too big\r\n");
     assert!(f.delivered.is_empty());
+    assert_eq!(s.take_refusals(), vec![Reply::new(552, "5.3.4", "Error: message too big")]);
+    assert!(s.take_refusals().is_empty());
     f.run(&mut s, b"MAIL FROM:<a@b.test>\r\n");
     f.run(&mut s, b"RCPT TO:<bob@example.test>\r\n");
     assert_eq!(f.run(&mut s, b"BDAT 11 LAST\r\n0123456789\n"), "552 5.3.4 Error: message too big\r\n");

@@ -166,6 +166,7 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
     loop {
         match session.poll() {
             Event::NeedInput => {
+                account_refusals(&fe, &conn, &mut session);
                 if write_out(&mut conn, &mut session).await.is_err() {
                     break;
                 }
@@ -180,6 +181,7 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
                 }
             }
             Event::Close => {
+                account_refusals(&fe, &conn, &mut session);
                 let _ = write_out(&mut conn, &mut session).await;
                 break;
             }
@@ -271,6 +273,14 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
         }
     }
     conn.close().await;
+}
+
+/// Logs and counts the messages the session refused by itself (too big, bare newlines).
+fn account_refusals(fe: &Inner, conn: &Connection, session: &mut Session) {
+    for reply in session.take_refusals() {
+        if reply.is_permanent() { &fe.rejected } else { &fe.deferred }.inc();
+        tracing::info!(session = conn.session_id(), listener = %fe.key, reply = %reply, "message refused");
+    }
 }
 
 /// Waits `smtp.greet_pause`; true if the client sent something meanwhile (or closed).
