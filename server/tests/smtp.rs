@@ -514,3 +514,36 @@ fn clients_that_talk_before_the_greeting_are_refused() {
     assert_eq!(status.code(), Some(0));
     assert!(log.iter().any(|l| l.contains("refused: client talked before the greeting")), "{log:?}");
 }
+
+#[test]
+fn failed_logins_lock_the_address_out_and_are_counted() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let config = "[auth]\nmax_failures_per_ip = 3\ndelay_step_ms = 0\nlockout = 600\n";
+    let server = Server::start(tmp.path(), config);
+    let plain = |user: &str, pass: &str| base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+    let mut c = Client::connect(server.ports["submission"]);
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO brute").contains("250-AUTH SCRAM-SHA-256 PLAIN LOGIN"));
+    for _ in 0..3 {
+        let r = c.cmd(&format!("AUTH PLAIN {}", plain("alice@example.test", "guess")));
+        assert_eq!(r, "535 5.7.8 Error: authentication failed");
+    }
+    // Locked out: even the right password is refused without being checked.
+    let r = c.cmd(&format!("AUTH PLAIN {}", plain("alice@example.test", "alice-secret")));
+    assert!(r.starts_with("454 4.7.0 Too many failed logins; try again in "), "{r}");
+    // Plain-text mechanisms need TLS unless the client is on loopback (it is here): a
+    // mechanism the server does not know is refused as such.
+    assert_eq!(c.cmd("AUTH CRAM-MD5"), "504 5.5.4 Unsupported authentication mechanism");
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", server.ports["http"])).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut page).unwrap();
+    assert!(page.contains("postlog_auth_failures_total{mechanism=\"PLAIN\"} 4"), "{page}");
+    assert!(page.contains("postlog_auth_failures_total{mechanism=\"unsupported\"} 1"), "{page}");
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(log.iter().filter(|l| l.contains("authentication failed session=")).count(), 5, "{log:?}");
+}
