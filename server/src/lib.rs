@@ -10,6 +10,7 @@ pub mod directory;
 pub mod dump;
 pub mod export;
 pub mod frame;
+pub mod imap;
 pub mod import;
 pub mod inspect;
 pub mod limiter;
