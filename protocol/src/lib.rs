@@ -15,12 +15,15 @@
 //! - [`sasl`]: SASL server side (PLAIN, LOGIN, SCRAM-SHA-256), shared by SMTP `AUTH`,
 //!   IMAP `AUTHENTICATE` and POP3 `AUTH`.
 //! - [`smtp`]: SMTP, submission and LMTP server sessions.
+//! - [`imap`]: the IMAP4rev2/IMAP4rev1 command codec: framing with literal limits, parser,
+//!   response encoding.
 //! - [`secret`]: [`Secret`](secret::Secret), for credentials that must not reach a log.
 //!
 //! Deliberately not here: sockets, TLS, timers, async runtimes, randomness (callers pass
 //! nonces and random bytes in), the mailbox store (`postlog-engine`), and any policy about
 //! accounts or passwords. Peer input never panics: it ends up in a typed error.
 
+pub mod imap;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;
