@@ -7,3 +7,4 @@
 //! [`render::SectionSpec`] and [`render::Partial`].
 
 pub mod render;
+pub mod view;
