@@ -141,6 +141,9 @@ fn front_ends(ctx: &Arc<ServerContext>) -> FrontEnds {
     for key in [ListenerKey::Smtp, ListenerKey::Submission, ListenerKey::Submissions, ListenerKey::Lmtp] {
         f.set(key, Arc::new(crate::smtp::SmtpFrontEnd::new(ctx, key)));
     }
+    for key in [ListenerKey::Imap, ListenerKey::Imaps] {
+        f.set(key, Arc::new(crate::imap::session::ImapFrontEnd));
+    }
     f
 }
 

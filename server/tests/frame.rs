@@ -87,18 +87,35 @@ fn not_available(key: &str) -> String {
     match key {
         "smtp" | "submission" | "submissions" => format!("220 {HOST} ESMTP Postlog\r\n"),
         "lmtp" => format!("220 {HOST} LMTP Postlog\r\n"),
-        "imap" | "imaps" => "* BYE IMAP service not available yet\r\n".into(),
+        "imap" | "imaps" => format!("* OK [CAPABILITY IMAP4rev1 ... ] {HOST} Postlog IMAP ready\r\n"),
         "pop3" | "pop3s" => "-ERR [SYS/TEMP] POP3 service not available yet\r\n".into(),
         _ => unreachable!(),
     }
 }
 
-/// SMTP sessions stay open after the greeting: say QUIT and read the goodbye.
+/// Checks a listener's first line (IMAP's greeting lists capabilities: compared by its ends).
+fn assert_greeting(key: &str, line: &str) {
+    let expected = not_available(key);
+    if key.starts_with("imap") {
+        assert!(line.starts_with("* OK [CAPABILITY IMAP4rev1 "), "{key}: {line}");
+        assert!(line.ends_with(&format!("] {HOST} Postlog IMAP ready\r\n")), "{key}: {line}");
+    } else {
+        assert_eq!(line, expected, "{key}");
+    }
+}
+
+/// SMTP and IMAP sessions stay open after the greeting: say goodbye and read the answer.
 fn quit_if_smtp(key: &str, stream: &mut (impl Read + Write)) {
     if matches!(key, "smtp" | "submission" | "submissions" | "lmtp") {
         stream.write_all(b"QUIT\r\n").unwrap();
         stream.flush().unwrap();
         assert_eq!(read_line(stream), "221 2.0.0 Bye\r\n", "{key}");
+    }
+    if key.starts_with("imap") {
+        stream.write_all(b"a LOGOUT\r\n").unwrap();
+        stream.flush().unwrap();
+        assert_eq!(read_line(stream), "* BYE Logging out\r\n", "{key}");
+        assert_eq!(read_line(stream), "a OK LOGOUT completed\r\n", "{key}");
     }
 }
 
@@ -151,13 +168,13 @@ fn every_listener_answers_not_available_yet_over_tls_with_the_generated_kept_cer
         assert_eq!(tls.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
         let presented = tls.conn.peer_certificates().unwrap()[0].clone();
         assert_eq!(presented, certs_of(&cert_pem)[0], "{key} presents the generated certificate");
-        assert_eq!(read_line(&mut tls), not_available(key), "{key}");
+        assert_greeting(key, &read_line(&mut tls));
         quit_if_smtp(key, &mut tls);
         assert!(closes_without_more(&mut tls), "{key} closes after its reply");
     }
     for key in ["smtp", "submission", "lmtp", "imap", "pop3"] {
         let mut tcp = connect(server.port(key));
-        assert_eq!(read_line(&mut tcp), not_available(key), "{key}");
+        assert_greeting(key, &read_line(&mut tcp));
         quit_if_smtp(key, &mut tcp);
         assert!(closes_without_more(&mut tcp), "{key} closes after its reply");
     }
@@ -175,7 +192,7 @@ fn every_listener_answers_not_available_yet_over_tls_with_the_generated_kept_cer
     assert_eq!(fs::read(&cert_path).unwrap(), cert_pem, "the certificate is kept across restarts");
     assert_eq!(fs::read(&key_path).unwrap(), key_pem, "the key is kept across restarts");
     let mut tls = tls_connect(server.port("pop3s"), &trusted, "localhost").unwrap();
-    assert_eq!(read_line(&mut tls), not_available("pop3s"));
+    assert_greeting("pop3s", &read_line(&mut tls));
     let (status, _) = server.stop();
     assert_eq!(status.code(), Some(0));
 }
@@ -193,7 +210,7 @@ fn a_configured_certificate_and_key_are_served() {
     let trusted = tls_client(&[own.cert.der().clone()]);
     for key in ["imaps", "pop3s", "submissions"] {
         let mut tls = tls_connect(server.port(key), &trusted, HOST).unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert_eq!(read_line(&mut tls), not_available(key), "{key}");
+        assert_greeting(key, &read_line(&mut tls));
     }
     // The certificate is for mail.example.test only.
     assert!(tls_connect(server.port("imaps"), &trusted, "other.example.test").is_err());
@@ -213,11 +230,11 @@ fn metrics_count_connections_and_logs_are_json_when_asked() {
 
     for _ in 0..3 {
         let mut tcp = connect(imap);
-        assert_eq!(read_line(&mut tcp), not_available("imap"));
+        assert_greeting("imap", &read_line(&mut tcp));
     }
     let cert = fs::read(server.data.join("tls/cert.pem")).unwrap();
     let mut tls = tls_connect(imaps, &tls_client(&certs_of(&cert)), "localhost").unwrap();
-    assert_eq!(read_line(&mut tls), not_available("imaps"));
+    assert_greeting("imaps", &read_line(&mut tls));
     // Plain text on the implicit-TLS port: a failed handshake.
     let mut bad = connect(imaps);
     bad.write_all(b"a001 CAPABILITY\r\n").unwrap();
@@ -303,7 +320,7 @@ fn connection_limits_refuse_with_the_protocols_reply() {
     assert_eq!(metric(&page, "postlog_sessions_total{listener=\"imap\"}"), Some(0.0));
     // The places are free again.
     let mut tcp = connect(server.port("imap"));
-    assert_eq!(read_line(&mut tcp), not_available("imap"));
+    assert_greeting("imap", &read_line(&mut tcp));
     let (status, log) = server.stop_with(libc::SIGINT);
     assert_eq!(status.code(), Some(0), "SIGINT stops cleanly too");
     assert!(log.iter().any(|l| l.contains("received SIGINT")), "{log:?}");

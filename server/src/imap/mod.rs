@@ -7,4 +7,5 @@
 //! [`render::SectionSpec`] and [`render::Partial`].
 
 pub mod render;
+pub mod session;
 pub mod view;

@@ -122,10 +122,10 @@ impl View {
         for m in &changes.changed {
             if m.uid > last {
                 self.uids.push(m.uid);
-            } else if let Some(seq) = self.seq(m.uid) {
-                if !self.pending_expunges.contains(&m.uid) {
-                    flags.push(Update::Flags { seq, uid: m.uid, flags: m.flags, keywords: m.keywords, modseq: m.modseq });
-                }
+            } else if let Some(seq) = self.seq(m.uid)
+                && !self.pending_expunges.contains(&m.uid)
+            {
+                flags.push(Update::Flags { seq, uid: m.uid, flags: m.flags, keywords: m.keywords, modseq: m.modseq });
             }
         }
         if self.uids.len() != before {

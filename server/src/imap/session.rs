@@ -1,0 +1,1261 @@
+//! The IMAP session driver: the protocol crate's [`CommandFramer`] and [`parse_command_with`]
+//! over a [`Connection`], the store behind each command, [`View`] for sequence numbers and
+//! untagged updates, [`render`] for FETCH data.
+//!
+//! This is the first cut of the front end (issue 5): the commands a client needs to log in,
+//! list, select, read, flag, move, search, append and wait (IDLE). What it advertises in
+//! CAPABILITY is exactly what it implements; everything else answers `BAD`/`NO` honestly.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postlog_engine::meta::MessageMeta;
+use postlog_engine::{AccountId, AppendTarget, FlagOp, MessageEntry, PreparedMessage, Uid, flag};
+use postlog_protocol::imap::encode::{encode_challenge, encode_continuation, encode_mailbox, encode_nstring};
+use postlog_protocol::imap::{
+    Code, Command, CommandBody, CommandFramer, DateTime, FetchAttribute, Flag, Frame, FramerConfig, ListMailbox,
+    Mailbox, SearchKey, SearchReturn, SectionText, SequenceSet, Status, StatusItem, StatusKind, StoreAction, Tag,
+    parse_command_with,
+};
+use tokio::io::AsyncWriteExt;
+
+use super::render;
+use super::view::{Update, View, ranges};
+use crate::auth::{AuthFailure, AuthOutcome, AuthStep, Exchange, Peer};
+use crate::directory::LocalUser;
+use crate::frame::{Connection, FrontEnd, ServerContext, SessionFuture, with_idle_timeout};
+
+/// The hierarchy delimiter of mailbox names.
+const DELIMITER: char = '/';
+
+/// The IMAP front end (`imap`, `imaps`).
+pub struct ImapFrontEnd;
+
+impl FrontEnd for ImapFrontEnd {
+    fn serve(&self, ctx: Arc<ServerContext>, conn: Connection) -> SessionFuture {
+        Box::pin(run(ctx, conn))
+    }
+}
+
+struct Session {
+    ctx: Arc<ServerContext>,
+    user: Option<LocalUser>,
+    selected: Option<View>,
+    /// UTF8=ACCEPT or IMAP4rev2 enabled: names and strings in UTF-8.
+    utf8: bool,
+    rev2: bool,
+    condstore: bool,
+    out: Vec<u8>,
+    logout: bool,
+    /// An AUTHENTICATE waiting for the client's next line.
+    auth: Option<(Tag, Exchange, String)>,
+    /// IDLE in progress (its tag).
+    idling: Option<Tag>,
+    tls: bool,
+    secured: bool,
+}
+
+fn capabilities(s: &Session) -> String {
+    let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
+    caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "ESEARCH", "STATUS=SIZE"]);
+    caps.push("UTF8=ACCEPT");
+    let mut out = caps.join(" ");
+    if s.user.is_none() {
+        if !s.tls {
+            out.push_str(" STARTTLS");
+        }
+        let peer = Peer { ip: std::net::Ipv4Addr::LOCALHOST.into(), tls: s.secured };
+        for m in s.ctx.services.auth.mechanisms(&peer) {
+            out.push_str(" AUTH=");
+            out.push_str(m.name());
+        }
+        if !s.secured {
+            out.push_str(" LOGINDISABLED");
+        }
+    }
+    out
+}
+
+impl Session {
+    fn line(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn status(&mut self, s: Status) {
+        s.encode_into(&mut self.out);
+    }
+
+    fn ok(&mut self, tag: &Tag, text: &str) {
+        self.status(Status::tagged(tag.clone(), StatusKind::Ok, text));
+    }
+
+    fn no(&mut self, tag: &Tag, text: &str) {
+        self.status(Status::tagged(tag.clone(), StatusKind::No, text));
+    }
+
+    fn bad(&mut self, tag: &Tag, text: &str) {
+        self.status(Status::tagged(tag.clone(), StatusKind::Bad, text));
+    }
+
+    fn account(&self) -> Option<AccountId> {
+        self.user.as_ref().map(|u| u.account)
+    }
+
+    fn mailbox_name(&self, m: &Mailbox) -> Result<String, String> {
+        let name = m.decode(self.utf8).map_err(|e| format!("bad mailbox name: {e}"))?;
+        Ok(if name.eq_ignore_ascii_case("INBOX") { "INBOX".into() } else { name })
+    }
+
+    fn encode_name(&self, name: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_mailbox(&mut v, name, self.utf8);
+        v
+    }
+
+    /// Sends the view's pending updates.
+    fn updates(&mut self, expunges_allowed: bool) {
+        let Some(view) = self.selected.as_mut() else { return };
+        let Ok(updates) = view.refresh(&self.ctx.store, expunges_allowed, false) else { return };
+        let keywords =
+            self.ctx.store.with_mailbox(view.account, view.mailbox, |mb| mb.keywords.clone()).unwrap_or_default();
+        let condstore = self.condstore;
+        for u in updates {
+            match u {
+                Update::Exists(n) => self.line(&format!("* {n} EXISTS")),
+                Update::Expunge(seq) => self.line(&format!("* {seq} EXPUNGE")),
+                Update::Vanished(r) => self.line(&format!("* VANISHED {}", set_string(&r))),
+                Update::Flags { seq, uid, flags, keywords: kw, modseq } => {
+                    let mut l = format!("* {seq} FETCH (UID {uid} FLAGS ({})", flag_list(flags, kw, &keywords));
+                    if condstore {
+                        l.push_str(&format!(" MODSEQ ({modseq})"));
+                    }
+                    l.push(')');
+                    self.line(&l);
+                }
+            }
+        }
+    }
+}
+
+fn set_string(r: &[(u32, u32)]) -> String {
+    r.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") }).collect::<Vec<_>>().join(",")
+}
+
+fn flag_list(bits: u8, kw: u64, names: &[String]) -> String {
+    let mut v: Vec<String> = crate::util::flag_names(bits);
+    for (i, n) in names.iter().enumerate().take(64) {
+        if kw & (1 << i) != 0 {
+            v.push(n.clone());
+        }
+    }
+    v.join(" ")
+}
+
+/// Flags of a command as engine bits and keywords.
+fn flag_bits(flags: &[Flag]) -> (u8, Vec<String>) {
+    let mut bits = 0;
+    let mut kws = Vec::new();
+    for f in flags {
+        match f {
+            Flag::Answered => bits |= flag::ANSWERED,
+            Flag::Flagged => bits |= flag::FLAGGED,
+            Flag::Deleted => bits |= flag::DELETED,
+            Flag::Seen => bits |= flag::SEEN,
+            Flag::Draft => bits |= flag::DRAFT,
+            Flag::Keyword(a) => kws.push(a.as_str().to_string()),
+            Flag::Extension(_) => {}
+        }
+    }
+    (bits, kws)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn internal_date(secs: i64) -> String {
+    let mut v = Vec::new();
+    if let Some(dt) = DateTime::from_unix_seconds(secs, 0) {
+        postlog_protocol::imap::encode::encode_date_time(&mut v, &dt);
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
+    let mut framer = CommandFramer::new(FramerConfig::default());
+    let secured = conn.is_secured();
+    let mut s = Session {
+        ctx: ctx.clone(),
+        user: None,
+        selected: None,
+        utf8: false,
+        rev2: false,
+        condstore: false,
+        out: Vec::new(),
+        logout: false,
+        auth: None,
+        idling: None,
+        tls: conn.is_tls(),
+        secured,
+    };
+    let caps = capabilities(&s);
+    s.line(&format!("* OK [CAPABILITY {caps}] {} Postlog IMAP ready", ctx.hostname()));
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut shutdown = conn.shutdown_signal();
+    let mut watch: Option<tokio::sync::watch::Receiver<u64>> = None;
+    loop {
+        while let Some(frame) = framer.poll() {
+            match frame {
+                Frame::Continue => {
+                    encode_continuation(&mut s.out, "Ready for literal data");
+                    if flush(&mut conn, &mut s).await.is_err() {
+                        return conn.close().await;
+                    }
+                }
+                Frame::Command(bytes) => match parse_command_with(&bytes, framer.limits().max_depth) {
+                    Ok(cmd) => {
+                        if matches!(cmd.body, CommandBody::StartTls) && s.user.is_none() && !s.tls {
+                            s.ok(&cmd.tag, "Begin TLS negotiation now");
+                            if flush(&mut conn, &mut s).await.is_err() {
+                                return conn.close().await;
+                            }
+                            // Input pipelined after STARTTLS is dropped with the framer.
+                            framer = CommandFramer::new(FramerConfig::default());
+                            conn = match conn.start_tls().await {
+                                Ok(c) => c,
+                                Err(_) => return,
+                            };
+                            s.tls = true;
+                            s.secured = true;
+                            break;
+                        }
+                        command(&mut s, cmd, &conn).await;
+                        if s.user.is_some() {
+                            framer.set_authenticated(true);
+                        }
+                        if s.auth.is_some() {
+                            framer.expect_authenticate_line();
+                        }
+                        if s.idling.is_some() {
+                            framer.expect_done();
+                            if let Some(a) = s.account() {
+                                watch = Some(ctx.store.watch(a));
+                            }
+                        }
+                    }
+                    Err(e) => s.status(e.status()),
+                },
+                Frame::AuthenticateLine(line) => {
+                    if let Some((tag, mut exchange, mech)) = s.auth.take() {
+                        let response = line.expose_secret().clone();
+                        let stepped = tokio::task::spawn_blocking(move || {
+                            let step = if response == b"*" {
+                                AuthStep::Done(exchange.fail(postlog_protocol::sasl::SaslError::Cancelled))
+                            } else {
+                                match base64_decode(&response) {
+                                    Some(bytes) => exchange.step(&bytes),
+                                    None => {
+                                        AuthStep::Done(exchange.fail(postlog_protocol::sasl::SaslError::InvalidBase64))
+                                    }
+                                }
+                            };
+                            (exchange, step)
+                        })
+                        .await;
+                        match stepped {
+                            Ok((exchange, step)) => auth_step(&mut s, &conn, tag, exchange, mech, step).await,
+                            Err(_) => s.no(&tag, "[UNAVAILABLE] authentication failed"),
+                        }
+                        if s.auth.is_some() {
+                            framer.expect_authenticate_line();
+                        }
+                        if s.user.is_some() {
+                            framer.set_authenticated(true);
+                        }
+                    }
+                }
+                Frame::Done => {
+                    if let Some(tag) = s.idling.take() {
+                        watch = None;
+                        s.updates(true);
+                        s.ok(&tag, "IDLE terminated");
+                    }
+                }
+                Frame::Rejected { tag, error } => s.status(error.status(tag)),
+                Frame::Close { error, .. } => {
+                    s.status(error.bye());
+                    let _ = flush(&mut conn, &mut s).await;
+                    return conn.close().await;
+                }
+            }
+            if s.logout {
+                let _ = flush(&mut conn, &mut s).await;
+                return conn.close().await;
+            }
+        }
+        if flush(&mut conn, &mut s).await.is_err() {
+            break;
+        }
+        let changed = async {
+            match watch.as_mut() {
+                Some(w) => w.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = conn.read_idle(&mut buf) => match r {
+                Ok(0) => break,
+                Ok(n) => framer.handle_bytes(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    s.status(Status::bye("Autologout; idle for too long"));
+                    let _ = flush(&mut conn, &mut s).await;
+                    break;
+                }
+                Err(_) => break,
+            },
+            _ = shutdown.triggered() => {
+                s.status(Status::bye("Server shutting down").with_code(Code::Unavailable));
+                let _ = flush(&mut conn, &mut s).await;
+                break;
+            }
+            ok = changed => {
+                if ok && s.idling.is_some() {
+                    s.updates(true);
+                } else if !ok {
+                    watch = None;
+                }
+            }
+        }
+    }
+    conn.close().await;
+}
+
+fn base64_decode(b: &[u8]) -> Option<Vec<u8>> {
+    postlog_protocol::sasl::decode_response(b).ok()
+}
+
+async fn flush(conn: &mut Connection, s: &mut Session) -> std::io::Result<()> {
+    if s.out.is_empty() {
+        return Ok(());
+    }
+    let out = std::mem::take(&mut s.out);
+    let limit = conn.idle_timeout();
+    with_idle_timeout(limit, async {
+        conn.write_all(&out).await?;
+        conn.flush().await
+    })
+    .await
+}
+
+fn peer(conn: &Connection) -> Peer {
+    Peer { ip: conn.peer_ip(), tls: conn.is_tls() }
+}
+
+async fn auth_step(s: &mut Session, conn: &Connection, tag: Tag, exchange: Exchange, mech: String, step: AuthStep) {
+    match step {
+        AuthStep::Challenge(c) => {
+            encode_challenge(&mut s.out, &c);
+            s.auth = Some((tag, exchange, mech));
+        }
+        AuthStep::Done(outcome) => finish_login(s, conn, &tag, &mech, outcome).await,
+    }
+}
+
+async fn finish_login(s: &mut Session, conn: &Connection, tag: &Tag, mech: &str, outcome: AuthOutcome) {
+    match outcome.result {
+        Ok(a) => {
+            tracing::info!(session = conn.session_id(), listener = %conn.listener(), user = %a.address, mechanism = mech, "authenticated");
+            s.user = Some(LocalUser { address: a.address, account: a.account });
+            let caps = capabilities(s);
+            s.status(Status::tagged(tag.clone(), StatusKind::Ok, format!("[CAPABILITY {caps}] Logged in")));
+        }
+        Err(f) => {
+            s.ctx.metrics.auth_failure(mech);
+            tracing::info!(session = conn.session_id(), listener = %conn.listener(), mechanism = mech, reason = %f, "authentication failed");
+            if !outcome.delay.is_zero() {
+                tokio::time::sleep(outcome.delay).await;
+            }
+            let (kind, code, text) = match f {
+                AuthFailure::Rejected => {
+                    (StatusKind::No, Code::AuthenticationFailed, "Authentication failed".to_string())
+                }
+                AuthFailure::AuthorizationFailed => {
+                    (StatusKind::No, Code::AuthorizationFailed, "Not authorized to act as that user".to_string())
+                }
+                AuthFailure::TooManyFailures { .. } | AuthFailure::Unavailable => {
+                    (StatusKind::No, Code::Unavailable, f.to_string())
+                }
+                AuthFailure::EncryptionRequired => {
+                    (StatusKind::No, Code::PrivacyRequired, "Plain-text login needs TLS".to_string())
+                }
+                AuthFailure::UnsupportedMechanism(_) => (StatusKind::No, Code::Cannot, f.to_string()),
+                AuthFailure::Protocol(_) => (StatusKind::Bad, Code::ClientBug, f.to_string()),
+            };
+            s.status(Status::tagged(tag.clone(), kind, text).with_code(code));
+        }
+    }
+}
+
+async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
+    let Command { tag, body } = cmd;
+    let authed = s.user.is_some();
+    let selected = s.selected.is_some();
+    match body {
+        CommandBody::Capability => {
+            let caps = capabilities(s);
+            s.line(&format!("* CAPABILITY {caps}"));
+            s.ok(&tag, "CAPABILITY completed");
+        }
+        CommandBody::Noop | CommandBody::Check => {
+            s.updates(true);
+            s.ok(&tag, "NOOP completed");
+        }
+        CommandBody::Logout => {
+            s.status(Status::bye("Logging out"));
+            s.ok(&tag, "LOGOUT completed");
+            s.logout = true;
+        }
+        CommandBody::Id { .. } => {
+            s.line("* ID (\"name\" \"Postlog\" \"vendor\" \"Postlog\")");
+            s.ok(&tag, "ID completed");
+        }
+        CommandBody::StartTls => s.bad(&tag, "STARTTLS is not available now"),
+        CommandBody::Login { username, password } => {
+            if authed {
+                return s.bad(&tag, "Already logged in");
+            }
+            let user = String::from_utf8_lossy(username.as_bytes()).into_owned();
+            let pass = String::from_utf8_lossy(password.expose_secret().as_bytes()).into_owned();
+            let auth = s.ctx.services.auth.clone();
+            let p = peer(conn);
+            let outcome = tokio::task::spawn_blocking(move || auth.login(&user, &pass, p)).await;
+            let outcome =
+                outcome.unwrap_or(AuthOutcome { result: Err(AuthFailure::Unavailable), delay: Duration::ZERO });
+            finish_login(s, conn, &tag, "LOGIN-COMMAND", outcome).await;
+        }
+        CommandBody::Authenticate { mechanism, initial_response } => {
+            if authed {
+                return s.bad(&tag, "Already logged in");
+            }
+            let auth = s.ctx.services.auth.clone();
+            let p = peer(conn);
+            let name = mechanism.as_str().to_ascii_uppercase();
+            let mech = postlog_protocol::sasl::Mechanism::from_name(&name)
+                .map_or_else(|_| "unsupported".to_string(), |m| m.name().to_string());
+            let ir = initial_response.map(|r| r.expose_secret().clone());
+            let started = tokio::task::spawn_blocking(move || match auth.begin(&name, p) {
+                Ok(mut ex) => {
+                    let step = ex.start(ir.as_deref());
+                    Ok((ex, step))
+                }
+                Err(outcome) => Err(outcome),
+            })
+            .await;
+            match started {
+                Ok(Ok((ex, step))) => auth_step(s, conn, tag, ex, mech, step).await,
+                Ok(Err(outcome)) => finish_login(s, conn, &tag, &mech, outcome).await,
+                Err(_) => s.no(&tag, "[UNAVAILABLE] authentication failed"),
+            }
+        }
+        _ if !authed => s.bad(&tag, "Log in first"),
+        CommandBody::Enable { capabilities } => {
+            let mut enabled = Vec::new();
+            for c in capabilities {
+                let c = c.as_str().to_ascii_uppercase();
+                match c.as_str() {
+                    "IMAP4REV2" => {
+                        s.rev2 = true;
+                        s.utf8 = true;
+                        enabled.push("IMAP4rev2");
+                    }
+                    "UTF8=ACCEPT" => {
+                        s.utf8 = true;
+                        enabled.push("UTF8=ACCEPT");
+                    }
+                    "CONDSTORE" => {
+                        s.condstore = true;
+                        enabled.push("CONDSTORE");
+                    }
+                    _ => {}
+                }
+            }
+            s.line(format!("* ENABLED {}", enabled.join(" ")).trim_end());
+            s.ok(&tag, "ENABLE completed");
+        }
+        CommandBody::Namespace => {
+            s.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+            s.ok(&tag, "NAMESPACE completed");
+        }
+        CommandBody::List(list) => {
+            let reference = s.mailbox_name(&list.reference).unwrap_or_default();
+            list_mailboxes(s, &reference, &list.patterns, false);
+            s.ok(&tag, "LIST completed");
+        }
+        CommandBody::Lsub { reference, pattern } => {
+            let reference = s.mailbox_name(&reference).unwrap_or_default();
+            list_mailboxes(s, &reference, &[pattern], true);
+            s.ok(&tag, "LSUB completed");
+        }
+        CommandBody::Status { mailbox, items } => status(s, &tag, &mailbox, &items),
+        CommandBody::Select { mailbox, params } => {
+            if params.condstore {
+                s.condstore = true;
+            }
+            select(s, &tag, &mailbox, false)
+        }
+        CommandBody::Examine { mailbox, params } => {
+            if params.condstore {
+                s.condstore = true;
+            }
+            select(s, &tag, &mailbox, true)
+        }
+        CommandBody::Create { mailbox, special_use } => {
+            let account = s.account().expect("authenticated");
+            let bits = special_use.unwrap_or_default().iter().map(special_use_bit).fold(0, |a, b| a | b);
+            let result = s.mailbox_name(&mailbox).map_err(|e| e.to_string()).and_then(|name| {
+                let name = name.trim_end_matches(DELIMITER).to_string();
+                s.ctx.store.create_mailbox(account, &name, bits).map(|_| ()).map_err(|e| e.to_string())
+            });
+            match result {
+                Ok(()) => s.ok(&tag, "CREATE completed"),
+                Err(e) if e.contains("exists") => s.status(
+                    Status::tagged(tag, StatusKind::No, "Mailbox already exists").with_code(Code::AlreadyExists),
+                ),
+                Err(e) => s.no(&tag, &e),
+            }
+        }
+        CommandBody::Delete { mailbox } => {
+            let account = s.account().expect("authenticated");
+            match s.mailbox_name(&mailbox) {
+                Ok(name) => match s.ctx.store.delete_mailbox(account, &name) {
+                    Ok(()) => s.ok(&tag, "DELETE completed"),
+                    Err(e) => s.no(&tag, &e.to_string()),
+                },
+                Err(e) => s.no(&tag, &e),
+            }
+        }
+        CommandBody::Rename { from, to } => {
+            let account = s.account().expect("authenticated");
+            match (s.mailbox_name(&from), s.mailbox_name(&to)) {
+                (Ok(a), Ok(b)) => match s.ctx.store.rename_mailbox(account, &a, &b) {
+                    Ok(()) => s.ok(&tag, "RENAME completed"),
+                    Err(e) => s.no(&tag, &e.to_string()),
+                },
+                (Err(e), _) | (_, Err(e)) => s.no(&tag, &e),
+            }
+        }
+        CommandBody::Subscribe { mailbox } => subscribe(s, &tag, &mailbox, true),
+        CommandBody::Unsubscribe { mailbox } => subscribe(s, &tag, &mailbox, false),
+        CommandBody::Append { mailbox, messages } => append(s, &tag, &mailbox, messages).await,
+        CommandBody::Idle => {
+            s.updates(true);
+            encode_continuation(&mut s.out, "idling");
+            s.idling = Some(tag);
+        }
+        _ if !selected => s.bad(&tag, "No mailbox selected"),
+        CommandBody::Close | CommandBody::Unselect => {
+            let close = matches!(body, CommandBody::Close);
+            let view = s.selected.take().expect("selected");
+            if close && !view.read_only {
+                let _ = s.ctx.store.expunge(view.account, view.mailbox, None);
+            }
+            s.ok(&tag, if close { "CLOSE completed" } else { "UNSELECT completed" });
+        }
+        CommandBody::Expunge | CommandBody::UidExpunge { .. } => {
+            let view = s.selected.as_ref().expect("selected");
+            if view.read_only {
+                return s.no(&tag, "[READ-ONLY] Mailbox is read-only");
+            }
+            let only = match &body {
+                CommandBody::UidExpunge { uids } => Some(uid_set(view, uids)),
+                _ => None,
+            };
+            let (account, mailbox) = (view.account, view.mailbox);
+            let deleted: Option<Vec<Uid>> = only.map(|set| {
+                s.ctx
+                    .store
+                    .with_mailbox(account, mailbox, |mb| {
+                        set.into_iter()
+                            .filter(|u| mb.message(*u).is_some_and(|m| m.flags & flag::DELETED != 0))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+            match s.ctx.store.expunge(account, mailbox, deleted.as_deref()) {
+                Ok(_) => {
+                    s.updates(true);
+                    s.ok(&tag, "EXPUNGE completed");
+                }
+                Err(e) => s.no(&tag, &e.to_string()),
+            }
+        }
+        CommandBody::Fetch { uid, sequence_set, items, .. } => {
+            let view = s.selected.as_ref().expect("selected");
+            let uids = if uid { uid_set(view, &sequence_set) } else { seq_set(view, &sequence_set) };
+            let mut attrs = items.expand();
+            if uid && !attrs.contains(&FetchAttribute::Uid) {
+                attrs.insert(0, FetchAttribute::Uid);
+            }
+            fetch(s, &uids, &attrs);
+            s.updates(false);
+            s.ok(&tag, if uid { "UID FETCH completed" } else { "FETCH completed" });
+        }
+        CommandBody::Store { uid, sequence_set, unchanged_since, action, silent, flags } => {
+            let view = s.selected.as_ref().expect("selected");
+            if view.read_only {
+                return s.no(&tag, "[READ-ONLY] Mailbox is read-only");
+            }
+            let uids = if uid { uid_set(view, &sequence_set) } else { seq_set(view, &sequence_set) };
+            let (account, mailbox) = (view.account, view.mailbox);
+            let (bits, kws) = flag_bits(&flags);
+            let op = match action {
+                StoreAction::Add => FlagOp::Add,
+                StoreAction::Remove => FlagOp::Remove,
+                StoreAction::Replace => FlagOp::Replace,
+            };
+            match s.ctx.store.store_flags(account, mailbox, &uids, op, bits, &kws, unchanged_since) {
+                Ok(outcome) => {
+                    if !silent {
+                        let attrs = [FetchAttribute::Uid, FetchAttribute::Flags];
+                        fetch(s, &uids, &attrs);
+                    }
+                    // Our own changes were just shown; do not show them again as updates.
+                    s.updates(false);
+                    if outcome.failed.is_empty() {
+                        s.ok(&tag, "STORE completed");
+                    } else {
+                        let set = set_string(&ranges(outcome.failed.iter().copied()));
+                        s.ok(&tag, &format!("[MODIFIED {set}] Conditional STORE failed for some messages"));
+                    }
+                }
+                Err(e) => s.no(&tag, &e.to_string()),
+            }
+        }
+        CommandBody::Copy { uid, sequence_set, mailbox } => copy(s, &tag, uid, &sequence_set, &mailbox, false),
+        CommandBody::Move { uid, sequence_set, mailbox } => copy(s, &tag, uid, &sequence_set, &mailbox, true),
+        CommandBody::Search { uid, return_options, criteria, .. } => {
+            search(s, &tag, uid, return_options, &criteria);
+        }
+        other => s.bad(&tag, &format!("{} is not implemented yet", other.name())),
+    }
+}
+
+fn special_use_bit(u: &postlog_protocol::imap::SpecialUse) -> u8 {
+    use postlog_engine::special_use as su;
+    use postlog_protocol::imap::SpecialUse as S;
+    match u {
+        S::Drafts => su::DRAFTS,
+        S::Sent => su::SENT,
+        S::Junk => su::JUNK,
+        S::Trash => su::TRASH,
+        S::Archive => su::ARCHIVE,
+        S::All => su::ALL,
+        S::Flagged => su::FLAGGED,
+        _ => 0,
+    }
+}
+
+/// UIDs of a sequence-number set, in order.
+fn seq_set(view: &View, set: &SequenceSet) -> Vec<Uid> {
+    let mut out = Vec::new();
+    for (lo, hi) in set.to_ranges(view.len()).unwrap_or_default() {
+        for seq in lo.max(1)..=hi.min(view.len()) {
+            if let Some(u) = view.uid(seq) {
+                out.push(u);
+            }
+        }
+    }
+    out
+}
+
+/// UIDs of a UID set that the session knows, in order.
+fn uid_set(view: &View, set: &SequenceSet) -> Vec<Uid> {
+    let Some(r) = set.to_ranges(view.last_uid()) else { return Vec::new() };
+    view.uids().iter().copied().filter(|u| r.iter().any(|&(lo, hi)| (lo..=hi).contains(u))).collect()
+}
+
+/// `*` and `%` pattern matching on names with `/` as the delimiter.
+fn matches(pattern: &[char], name: &[char]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some(('*', rest)) => (0..=name.len()).any(|i| matches(rest, &name[i..])),
+        Some(('%', rest)) => {
+            (0..=name.len()).take_while(|&i| i == 0 || name[i - 1] != DELIMITER).any(|i| matches(rest, &name[i..]))
+        }
+        Some((c, rest)) => name.first().is_some_and(|n| n == c) && matches(rest, &name[1..]),
+    }
+}
+
+fn list_mailboxes(s: &mut Session, reference: &str, patterns: &[ListMailbox], lsub: bool) {
+    let account = s.account().expect("authenticated");
+    let Ok(boxes) = s.ctx.store.mailboxes(account) else { return };
+    let kind = if lsub { "LSUB" } else { "LIST" };
+    for p in patterns {
+        let pattern = p.decode(s.utf8).unwrap_or_default();
+        if pattern.is_empty() && !lsub {
+            s.line(&format!("* LIST (\\Noselect) \"{DELIMITER}\" \"\""));
+            continue;
+        }
+        let full: Vec<char> = format!("{reference}{pattern}").chars().collect();
+        for mb in &boxes {
+            if lsub && !mb.subscribed {
+                continue;
+            }
+            let name_chars: Vec<char> = mb.name.chars().collect();
+            let inbox_match = mb.name == "INBOX" && {
+                let up: Vec<char> = full.iter().map(|c| c.to_ascii_uppercase()).collect();
+                matches(&up, &name_chars)
+            };
+            if !matches(&full, &name_chars) && !inbox_match {
+                continue;
+            }
+            let prefix = format!("{}{DELIMITER}", mb.name);
+            let children = boxes.iter().any(|o| o.name.starts_with(&prefix));
+            let mut attrs = vec![if children { "\\HasChildren".to_string() } else { "\\HasNoChildren".to_string() }];
+            if !lsub {
+                attrs.extend(crate::util::special_use_names(mb.special_use));
+                if mb.subscribed {
+                    attrs.push("\\Subscribed".into());
+                }
+            }
+            let mut l = format!("* {kind} ({}) \"{DELIMITER}\" ", attrs.join(" ")).into_bytes();
+            l.extend(s.encode_name(&mb.name));
+            s.out.extend_from_slice(&l);
+            s.out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+fn status(s: &mut Session, tag: &Tag, mailbox: &Mailbox, items: &[StatusItem]) {
+    let account = s.account().expect("authenticated");
+    let name = match s.mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(e) => return s.no(tag, &e),
+    };
+    let Ok(info) = s.ctx.store.mailbox_by_name(account, &name) else {
+        return s.status(Status::tagged(tag.clone(), StatusKind::No, "No such mailbox").with_code(Code::NonExistent));
+    };
+    let deleted = s
+        .ctx
+        .store
+        .with_mailbox(account, info.id, |mb| mb.messages.iter().filter(|m| m.flags & flag::DELETED != 0).count())
+        .unwrap_or(0);
+    let mut parts = Vec::new();
+    for i in items {
+        match i {
+            StatusItem::Messages => parts.push(format!("MESSAGES {}", info.messages)),
+            StatusItem::UidNext => parts.push(format!("UIDNEXT {}", info.uidnext)),
+            StatusItem::UidValidity => parts.push(format!("UIDVALIDITY {}", info.uidvalidity)),
+            StatusItem::Unseen => parts.push(format!("UNSEEN {}", info.unseen)),
+            StatusItem::Deleted => parts.push(format!("DELETED {deleted}")),
+            StatusItem::Size => parts.push(format!("SIZE {}", info.bytes)),
+            StatusItem::Recent => parts.push("RECENT 0".into()),
+            StatusItem::HighestModSeq => parts.push(format!("HIGHESTMODSEQ {}", info.highest_modseq)),
+            _ => {}
+        }
+    }
+    let mut l = b"* STATUS ".to_vec();
+    l.extend(s.encode_name(&name));
+    l.extend(format!(" ({})\r\n", parts.join(" ")).into_bytes());
+    s.out.extend(l);
+    s.ok(tag, "STATUS completed");
+}
+
+fn select(s: &mut Session, tag: &Tag, mailbox: &Mailbox, read_only: bool) {
+    s.selected = None;
+    let account = s.account().expect("authenticated");
+    let name = match s.mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(e) => return s.no(tag, &e),
+    };
+    let Ok(info) = s.ctx.store.mailbox_by_name(account, &name) else {
+        return s.status(Status::tagged(tag.clone(), StatusKind::No, "No such mailbox").with_code(Code::NonExistent));
+    };
+    let view = match View::open(&s.ctx.store, account, info.id, read_only) {
+        Ok(v) => v,
+        Err(e) => return s.no(tag, &e.to_string()),
+    };
+    let keywords = s.ctx.store.with_mailbox(account, info.id, |mb| mb.keywords.clone()).unwrap_or_default();
+    let first_unseen = s
+        .ctx
+        .store
+        .with_mailbox(account, info.id, |mb| mb.messages.iter().position(|m| m.flags & flag::SEEN == 0))
+        .ok()
+        .flatten();
+    let flags = format!(
+        "\\Answered \\Flagged \\Deleted \\Seen \\Draft{}",
+        keywords.iter().map(|k| format!(" {k}")).collect::<String>()
+    );
+    s.line(&format!("* {} EXISTS", view.len()));
+    if !s.rev2 {
+        s.line("* 0 RECENT");
+        if let Some(i) = first_unseen {
+            s.line(&format!("* OK [UNSEEN {}] First unseen", i + 1));
+        }
+    }
+    s.line(&format!("* FLAGS ({flags})"));
+    s.line(&format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted"));
+    s.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", info.uidvalidity));
+    s.line(&format!("* OK [UIDNEXT {}] Predicted next UID", info.uidnext));
+    s.line(&format!("* OK [HIGHESTMODSEQ {}] Highest", view.modseq()));
+    s.line(&format!("* LIST () \"{DELIMITER}\" {}", String::from_utf8_lossy(&s.encode_name(&name))));
+    s.selected = Some(view);
+    let what = if read_only { "[READ-ONLY] EXAMINE completed" } else { "[READ-WRITE] SELECT completed" };
+    s.ok(tag, what);
+}
+
+fn subscribe(s: &mut Session, tag: &Tag, mailbox: &Mailbox, on: bool) {
+    let account = s.account().expect("authenticated");
+    let result =
+        s.mailbox_name(mailbox).and_then(|n| s.ctx.store.subscribe(account, &n, on).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => s.ok(tag, if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }),
+        Err(e) => s.no(tag, &e),
+    }
+}
+
+async fn append(s: &mut Session, tag: &Tag, mailbox: &Mailbox, messages: Vec<postlog_protocol::imap::AppendMessage>) {
+    let user = s.user.clone().expect("authenticated");
+    let name = match s.mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(e) => return s.no(tag, &e),
+    };
+    let Ok(info) = s.ctx.store.mailbox_by_name(user.account, &name) else {
+        return s.status(Status::tagged(tag.clone(), StatusKind::No, "No such mailbox").with_code(Code::TryCreate));
+    };
+    let total: u64 = messages.iter().map(|m| m.message.data().len() as u64).sum();
+    if s.ctx.services.directory.quota(&user.address).is_some_and(|q| !q.allows(total)) {
+        return s.status(Status::tagged(tag.clone(), StatusKind::No, "Over quota").with_code(Code::OverQuota));
+    }
+    let store = s.ctx.store.clone();
+    let mut items = Vec::new();
+    for m in messages {
+        let (bits, kws) = flag_bits(&m.flags);
+        let date = m.date.map_or_else(now_unix, |d| d.unix_seconds());
+        let raw = m.message.into_data();
+        let prepared = Arc::new(PreparedMessage::new(&raw, store.options()));
+        let target =
+            AppendTarget { account: user.account, mailbox: info.id, flags: bits, keywords: kws, internal_date: date };
+        items.push((prepared, vec![target]));
+    }
+    match store.append_many_async(items).await {
+        Ok(done) => {
+            let uids: Vec<Uid> = done.iter().filter_map(|v| v.first().map(|a| a.uid)).collect();
+            let validity = done.first().and_then(|v| v.first()).map_or(info.uidvalidity, |a| a.uidvalidity);
+            s.updates(true);
+            let set = set_string(&ranges(uids));
+            s.ok(tag, &format!("[APPENDUID {validity} {set}] APPEND completed"));
+        }
+        Err(e) => s.no(tag, &e.to_string()),
+    }
+}
+
+fn copy(s: &mut Session, tag: &Tag, uid: bool, set: &SequenceSet, mailbox: &Mailbox, is_move: bool) {
+    let view = s.selected.as_ref().expect("selected");
+    if is_move && view.read_only {
+        return s.no(tag, "[READ-ONLY] Mailbox is read-only");
+    }
+    let uids = if uid { uid_set(view, set) } else { seq_set(view, set) };
+    let (account, from) = (view.account, view.mailbox);
+    let name = match s.mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(e) => return s.no(tag, &e),
+    };
+    let Ok(info) = s.ctx.store.mailbox_by_name(account, &name) else {
+        return s.status(Status::tagged(tag.clone(), StatusKind::No, "No such mailbox").with_code(Code::TryCreate));
+    };
+    let result = if is_move {
+        s.ctx.store.move_messages(account, from, info.id, &uids)
+    } else {
+        s.ctx.store.copy(account, from, info.id, &uids)
+    };
+    match result {
+        Ok(outcome) if outcome.pairs.is_empty() => s.ok(tag, "Nothing to do"),
+        Ok(outcome) => {
+            let src = set_string(&ranges(outcome.pairs.iter().map(|p| p.0)));
+            let dst = set_string(&ranges(outcome.pairs.iter().map(|p| p.1)));
+            let code = format!("COPYUID {} {src} {dst}", outcome.uidvalidity);
+            if is_move {
+                s.line(&format!("* OK [{code}] Moved"));
+                s.updates(true);
+                s.ok(tag, "MOVE completed");
+            } else {
+                s.ok(tag, &format!("[{code}] COPY completed"));
+            }
+        }
+        Err(e) => s.no(tag, &e.to_string()),
+    }
+}
+
+/// What FETCH needs of one message.
+struct Msg {
+    entry: MessageEntry,
+    keywords: Vec<String>,
+}
+
+fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
+    let view = s.selected.as_ref().expect("selected").clone();
+    let store = s.ctx.store.clone();
+    let needs_seen = !view.read_only && attrs.iter().any(FetchAttribute::sets_seen);
+    if needs_seen {
+        let unseen: Vec<Uid> = store
+            .with_mailbox(view.account, view.mailbox, |mb| {
+                uids.iter().copied().filter(|u| mb.message(*u).is_some_and(|m| m.flags & flag::SEEN == 0)).collect()
+            })
+            .unwrap_or_default();
+        if !unseen.is_empty() {
+            let _ = store.store_flags(view.account, view.mailbox, &unseen, FlagOp::Add, flag::SEEN, &[], None);
+        }
+    }
+    let show_flags = needs_seen && !attrs.contains(&FetchAttribute::Flags);
+    let msgs: HashMap<Uid, Msg> = store
+        .with_mailbox(view.account, view.mailbox, |mb| {
+            uids.iter()
+                .filter_map(|u| mb.message(*u).map(|e| (*u, Msg { entry: *e, keywords: mb.keywords.clone() })))
+                .collect()
+        })
+        .unwrap_or_default();
+    for &uid in uids {
+        let Some(seq) = view.seq(uid) else { continue };
+        let Some(m) = msgs.get(&uid) else { continue };
+        let mut raw: Option<Vec<u8>> = None;
+        let mut meta: Option<MessageMeta> = None;
+        let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b' ');
+            }
+            first = false;
+        };
+        let mut items: Vec<FetchAttribute> = attrs.to_vec();
+        if show_flags {
+            items.push(FetchAttribute::Flags);
+        }
+        if s.condstore && !items.contains(&FetchAttribute::ModSeq) {
+            items.push(FetchAttribute::ModSeq);
+        }
+        for a in &items {
+            let need_raw = matches!(
+                a,
+                FetchAttribute::Rfc822
+                    | FetchAttribute::Rfc822Text
+                    | FetchAttribute::Rfc822Header
+                    | FetchAttribute::BodySection { .. }
+                    | FetchAttribute::Binary { .. }
+                    | FetchAttribute::BinarySize { .. }
+            );
+            let need_meta = need_raw
+                || matches!(a, FetchAttribute::Envelope | FetchAttribute::Body | FetchAttribute::BodyStructure);
+            if need_raw && raw.is_none() {
+                raw = store.read_message(view.account, view.mailbox, uid).ok();
+            }
+            if need_meta && meta.is_none() {
+                meta = store.meta(view.account, view.mailbox, uid).ok();
+            }
+            sep(&mut out);
+            let e = &m.entry;
+            match a {
+                FetchAttribute::Uid => out.extend(format!("UID {uid}").bytes()),
+                FetchAttribute::Flags => {
+                    let flags = store
+                        .with_mailbox(view.account, view.mailbox, |mb| mb.message(uid).map(|x| (x.flags, x.keywords)));
+                    let (f, k) = flags.ok().flatten().unwrap_or((e.flags, e.keywords));
+                    out.extend(format!("FLAGS ({})", flag_list(f, k, &m.keywords)).bytes());
+                }
+                FetchAttribute::InternalDate => {
+                    out.extend(format!("INTERNALDATE {}", internal_date(e.internal_date)).bytes())
+                }
+                FetchAttribute::Rfc822Size => out.extend(format!("RFC822.SIZE {}", e.size).bytes()),
+                FetchAttribute::ModSeq => out.extend(format!("MODSEQ ({})", e.modseq).bytes()),
+                FetchAttribute::SaveDate => out.extend(format!("SAVEDATE {}", internal_date(e.save_date)).bytes()),
+                FetchAttribute::EmailId | FetchAttribute::ThreadId => {
+                    let name = if matches!(a, FetchAttribute::EmailId) { "EMAILID" } else { "THREADID" };
+                    out.extend(format!("{name} (M{uid:x}{:x})", view.uidvalidity).bytes());
+                }
+                FetchAttribute::Envelope => {
+                    out.extend_from_slice(b"ENVELOPE ");
+                    match &meta {
+                        Some(mm) => out.extend(render::envelope(&mm.envelope, s.utf8)),
+                        None => out.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"),
+                    }
+                }
+                FetchAttribute::Body | FetchAttribute::BodyStructure => {
+                    let ext = matches!(a, FetchAttribute::BodyStructure);
+                    out.extend_from_slice(if ext { b"BODYSTRUCTURE " } else { b"BODY " });
+                    if let Some(mm) = &meta {
+                        out.extend(render::bodystructure(&mm.body, ext, s.utf8));
+                    }
+                }
+                FetchAttribute::Rfc822 | FetchAttribute::Rfc822Header | FetchAttribute::Rfc822Text => {
+                    let (name, text) = match a {
+                        FetchAttribute::Rfc822 => ("RFC822", render::SectionText::Full),
+                        FetchAttribute::Rfc822Header => ("RFC822.HEADER", render::SectionText::Header),
+                        _ => ("RFC822.TEXT", render::SectionText::Text),
+                    };
+                    out.extend(format!("{name} ").bytes());
+                    let bytes = match (&raw, &meta) {
+                        (Some(r), Some(mm)) => {
+                            render::section(r, mm, &render::SectionSpec { part: vec![], text }).into_owned()
+                        }
+                        _ => Vec::new(),
+                    };
+                    encode_nstring(&mut out, Some(&bytes), false);
+                }
+                FetchAttribute::BodySection { section, partial, .. } => {
+                    let spec = render::SectionSpec {
+                        part: section.part.iter().map(|n| n.get()).collect(),
+                        text: match &section.text {
+                            None => render::SectionText::Full,
+                            Some(SectionText::Header) => render::SectionText::Header,
+                            Some(SectionText::Text) => render::SectionText::Text,
+                            Some(SectionText::Mime) => render::SectionText::Mime,
+                            Some(SectionText::HeaderFields(f)) => render::SectionText::HeaderFields(names(f)),
+                            Some(SectionText::HeaderFieldsNot(f)) => render::SectionText::HeaderFieldsNot(names(f)),
+                        },
+                    };
+                    let partial = partial.map(|p| render::Partial { offset: p.offset, len: Some(p.length.get()) });
+                    out.extend(render::section_item_name(&spec, partial));
+                    out.push(b' ');
+                    let bytes = match (&raw, &meta) {
+                        (Some(r), Some(mm)) => render::apply_partial(&render::section(r, mm, &spec), partial).to_vec(),
+                        _ => Vec::new(),
+                    };
+                    encode_nstring(&mut out, Some(&bytes), false);
+                }
+                FetchAttribute::Binary { part, partial, .. } => {
+                    let p: Vec<u32> = part.iter().map(|n: &NonZeroU32| n.get()).collect();
+                    let partial = partial.map(|x| render::Partial { offset: x.offset, len: Some(x.length.get()) });
+                    out.extend(render::binary_item_name(&p, partial));
+                    out.push(b' ');
+                    match (&raw, &meta) {
+                        (Some(r), Some(mm)) => match render::binary(r, mm, &p, partial) {
+                            Ok(b) => postlog_protocol::imap::encode::encode_binary(&mut out, Some(&b)),
+                            Err(_) => out.extend_from_slice(b"NIL"),
+                        },
+                        _ => out.extend_from_slice(b"NIL"),
+                    }
+                }
+                FetchAttribute::BinarySize { part } => {
+                    let p: Vec<u32> = part.iter().map(|n| n.get()).collect();
+                    out.extend(render::binary_size_item_name(&p));
+                    let size = match (&raw, &meta) {
+                        (Some(r), Some(mm)) => render::binary_size(r, mm, &p).unwrap_or(0),
+                        _ => 0,
+                    };
+                    out.extend(format!(" {size}").bytes());
+                }
+            }
+        }
+        out.extend_from_slice(b")\r\n");
+        s.out.extend(out);
+    }
+}
+
+fn names(f: &[postlog_protocol::imap::AString]) -> Vec<String> {
+    f.iter().map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()).collect()
+}
+
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn astr(a: &postlog_protocol::imap::AString) -> String {
+    String::from_utf8_lossy(a.as_bytes()).into_owned()
+}
+
+fn day(secs: i64) -> i64 {
+    secs.div_euclid(86_400)
+}
+
+/// Evaluates a search key on one message.
+fn eval(
+    s: &Session,
+    view: &View,
+    seq: u32,
+    e: &MessageEntry,
+    key: &SearchKey,
+    kws: &[String],
+    lazy: &mut Lazy,
+) -> bool {
+    let has = |bit: u8| e.flags & bit != 0;
+    let kw = |k: &postlog_protocol::imap::Atom| {
+        kws.iter().position(|n| n.eq_ignore_ascii_case(k.as_str())).is_some_and(|i| e.keywords & (1 << i) != 0)
+    };
+    let envelope_has = |lazy: &mut Lazy, pick: &dyn Fn(&postlog_engine::meta::Envelope) -> String, needle: &str| {
+        lazy.meta(s, view, e.uid).is_some_and(|m| contains_ci(&pick(&m.envelope), needle))
+    };
+    let addrs = |list: &[postlog_engine::meta::Address]| -> String {
+        list.iter()
+            .map(|a| {
+                format!(
+                    "{} <{}@{}>",
+                    a.name.clone().unwrap_or_default(),
+                    a.mailbox.clone().unwrap_or_default(),
+                    a.host.clone().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match key {
+        SearchKey::All => true,
+        SearchKey::Answered => has(flag::ANSWERED),
+        SearchKey::Unanswered => !has(flag::ANSWERED),
+        SearchKey::Deleted => has(flag::DELETED),
+        SearchKey::Undeleted => !has(flag::DELETED),
+        SearchKey::Draft => has(flag::DRAFT),
+        SearchKey::Undraft => !has(flag::DRAFT),
+        SearchKey::Flagged => has(flag::FLAGGED),
+        SearchKey::Unflagged => !has(flag::FLAGGED),
+        SearchKey::Seen | SearchKey::Old => has(flag::SEEN),
+        SearchKey::Unseen | SearchKey::New => !has(flag::SEEN),
+        SearchKey::Recent => false,
+        SearchKey::Keyword(k) => kw(k),
+        SearchKey::Unkeyword(k) => !kw(k),
+        SearchKey::Larger(n) => e.size > *n,
+        SearchKey::Smaller(n) => e.size < *n,
+        SearchKey::Before(d) => day(e.internal_date) < d.days_since_epoch(),
+        SearchKey::On(d) => day(e.internal_date) == d.days_since_epoch(),
+        SearchKey::Since(d) => day(e.internal_date) >= d.days_since_epoch(),
+        SearchKey::SavedBefore(d) => day(e.save_date) < d.days_since_epoch(),
+        SearchKey::SavedOn(d) => day(e.save_date) == d.days_since_epoch(),
+        SearchKey::SavedSince(d) => day(e.save_date) >= d.days_since_epoch(),
+        SearchKey::SaveDateSupported => true,
+        SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
+            let Some(sent) = lazy.meta(s, view, e.uid).and_then(|m| m.sent_date) else { return false };
+            let (sd, dd) = (day(sent), d.days_since_epoch());
+            match key {
+                SearchKey::SentBefore(_) => sd < dd,
+                SearchKey::SentOn(_) => sd == dd,
+                _ => sd >= dd,
+            }
+        }
+        SearchKey::Subject(x) => envelope_has(lazy, &|env| env.subject.clone().unwrap_or_default(), &astr(x)),
+        SearchKey::From(x) => envelope_has(lazy, &|env| addrs(&env.from), &astr(x)),
+        SearchKey::To(x) => envelope_has(lazy, &|env| addrs(&env.to), &astr(x)),
+        SearchKey::Cc(x) => envelope_has(lazy, &|env| addrs(&env.cc), &astr(x)),
+        SearchKey::Bcc(x) => envelope_has(lazy, &|env| addrs(&env.bcc), &astr(x)),
+        SearchKey::Header(name, value) => {
+            let (name, value) = (astr(name), astr(value));
+            lazy.raw(s, view, e.uid).is_some_and(|r| {
+                let header = &r[..postlog_server_header_len(r)];
+                String::from_utf8_lossy(header).lines().any(|l| {
+                    l.split_once(':')
+                        .is_some_and(|(n, v)| n.trim().eq_ignore_ascii_case(&name) && contains_ci(v, &value))
+                })
+            })
+        }
+        SearchKey::Body(x) | SearchKey::Text(x) => {
+            let needle = astr(x);
+            let text_only = matches!(key, SearchKey::Body(_));
+            lazy.raw(s, view, e.uid).is_some_and(|r| {
+                let from = if text_only { postlog_server_header_len(r) } else { 0 };
+                contains_ci(&String::from_utf8_lossy(&r[from..]), &needle)
+            })
+        }
+        SearchKey::Uid(set) => set.contains(e.uid, view.last_uid()),
+        SearchKey::SequenceSet(set) => set.contains(seq, view.len()),
+        SearchKey::And(keys) => keys.iter().all(|k| eval(s, view, seq, e, k, kws, lazy)),
+        SearchKey::Or(a, b) => eval(s, view, seq, e, a, kws, lazy) || eval(s, view, seq, e, b, kws, lazy),
+        SearchKey::Not(k) => !eval(s, view, seq, e, k, kws, lazy),
+        SearchKey::ModSeq { modseq, .. } => e.modseq >= *modseq,
+        SearchKey::Older(n) => now_unix() - e.internal_date >= i64::from(n.get()),
+        SearchKey::Younger(n) => now_unix() - e.internal_date <= i64::from(n.get()),
+        SearchKey::EmailId(_) | SearchKey::ThreadId(_) => false,
+    }
+}
+
+fn postlog_server_header_len(raw: &[u8]) -> usize {
+    super::super::smtp::filter::header_len(raw)
+}
+
+/// Message bytes and metadata, read when a search key needs them.
+#[derive(Default)]
+struct Lazy {
+    uid: Uid,
+    raw: Option<Option<Vec<u8>>>,
+    meta: Option<Option<MessageMeta>>,
+}
+
+impl Lazy {
+    fn reset(&mut self, uid: Uid) {
+        if self.uid != uid {
+            *self = Lazy { uid, ..Lazy::default() };
+        }
+    }
+
+    fn raw(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&Vec<u8>> {
+        self.reset(uid);
+        self.raw.get_or_insert_with(|| s.ctx.store.read_message(view.account, view.mailbox, uid).ok()).as_ref()
+    }
+
+    fn meta(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&MessageMeta> {
+        self.reset(uid);
+        self.meta.get_or_insert_with(|| s.ctx.store.meta(view.account, view.mailbox, uid).ok()).as_ref()
+    }
+}
+
+fn search(s: &mut Session, tag: &Tag, uid: bool, returns: Option<Vec<SearchReturn>>, criteria: &[SearchKey]) {
+    let view = s.selected.as_ref().expect("selected").clone();
+    let (entries, kws) = s
+        .ctx
+        .store
+        .with_mailbox(view.account, view.mailbox, |mb| {
+            let e: Vec<MessageEntry> = view.uids().iter().filter_map(|u| mb.message(*u).copied()).collect();
+            (e, mb.keywords.clone())
+        })
+        .unwrap_or_default();
+    let key = SearchKey::And(criteria.to_vec());
+    let mut lazy = Lazy::default();
+    let mut hits: Vec<u32> = Vec::new();
+    for e in &entries {
+        let Some(seq) = view.seq(e.uid) else { continue };
+        if eval(s, &view, seq, e, &key, &kws, &mut lazy) {
+            hits.push(if uid { e.uid } else { seq });
+        }
+    }
+    match returns {
+        None => {
+            let list: String = hits.iter().map(|n| format!(" {n}")).collect();
+            s.line(&format!("* SEARCH{list}"));
+        }
+        Some(opts) => {
+            let opts = if opts.is_empty() { vec![SearchReturn::All] } else { opts };
+            let mut l = format!("* ESEARCH (TAG \"{}\")", tag.as_str());
+            if uid {
+                l.push_str(" UID");
+            }
+            for o in &opts {
+                match o {
+                    SearchReturn::Min if !hits.is_empty() => l.push_str(&format!(" MIN {}", hits[0])),
+                    SearchReturn::Max if !hits.is_empty() => l.push_str(&format!(" MAX {}", hits[hits.len() - 1])),
+                    SearchReturn::Count => l.push_str(&format!(" COUNT {}", hits.len())),
+                    SearchReturn::All if !hits.is_empty() => {
+                        l.push_str(&format!(" ALL {}", set_string(&ranges(hits.iter().copied()))));
+                    }
+                    _ => {}
+                }
+            }
+            s.line(&l);
+        }
+    }
+    s.updates(false);
+    s.ok(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_patterns() {
+        let m = |p: &str, n: &str| matches(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
+        assert!(m("*", "INBOX") && m("*", "a/b/c") && m("a/*", "a/b/c"));
+        assert!(m("%", "Sent") && !m("%", "a/b") && m("a/%", "a/b") && !m("a/%", "a/b/c"));
+        assert!(m("S%t", "Sent") && !m("x*", "Sent"));
+    }
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Python's imaplib (and a raw socket for IDLE) against a running Postlog.
+
+Usage: imap_clients.py SCENARIO HOST PORTS_JSON
+"""
+import imaplib
+import json
+import re
+import smtplib
+import socket
+import ssl
+import sys
+import time
+
+HOST = sys.argv[2]
+PORTS = json.loads(sys.argv[3])
+
+
+def ok(resp):
+    typ, data = resp
+    assert typ == "OK", resp
+    return data
+
+
+def deliver(subject, to="alice@example.test", body="Hello there.\r\n"):
+    with smtplib.SMTP(HOST, PORTS["smtp"], timeout=30) as s:
+        s.sendmail("sender@remote.test", [to],
+                   f"From: Sender <sender@remote.test>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+                   f"Message-ID: <{subject.replace(' ', '.')}@remote.test>\r\n\r\n{body}".encode())
+
+
+def basics():
+    for i in range(3):
+        deliver(f"hello {i}")
+    m = imaplib.IMAP4(HOST, PORTS["imap"])
+    caps = m.capabilities
+    for c in ["IMAP4REV1", "IDLE", "UIDPLUS", "MOVE", "SPECIAL-USE", "NAMESPACE", "AUTH=PLAIN"]:
+        assert c in caps, caps
+    try:
+        m.login("alice@example.test", "wrong")
+        raise AssertionError("wrong password accepted")
+    except imaplib.IMAP4.error as e:
+        assert "AUTHENTICATIONFAILED" in str(e), e
+    ok(m.login("alice@example.test", "alice-secret"))
+    # New accounts have the special-use folders.
+    listing = b"\n".join(ok(m.list()))
+    for name, attr in [(b"Drafts", b"\\Drafts"), (b"Sent", b"\\Sent"), (b"Junk", b"\\Junk"), (b"Trash", b"\\Trash")]:
+        assert re.search(rb"\(.*" + re.escape(attr) + rb".*\) \"/\" \"?" + name, listing), listing
+    data = ok(m.select("INBOX"))
+    assert data == [b"3"], data
+    typ, data = m.fetch("1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)")
+    assert typ == "OK" and len(data) == 3, data
+    assert b"ENVELOPE (" in data[0] and b"\"hello 0\"" in data[0] and b"BODYSTRUCTURE (\"text\" \"plain\"" in data[0], data[0]
+    typ, data = m.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+    assert typ == "OK" and data[0][1] == b"From: Sender <sender@remote.test>\r\nSubject: hello 1\r\n\r\n", data
+    # \Seen is set by a non-peek fetch, not by a peek.
+    typ, data = m.fetch("2", "(FLAGS)")
+    assert b"\\Seen" not in data[0], data
+    typ, data = m.fetch("2", "(BODY[])")
+    assert data[0][1].endswith(b"Hello there.\r\n") and b"Received: from" in data[0][1], data
+    typ, data = m.fetch("2", "(FLAGS)")
+    assert b"\\Seen" in data[0], data
+    # STORE, SEARCH.
+    typ, data = m.store("1", "+FLAGS", "(\\Flagged $Important)")
+    assert typ == "OK" and b"\\Flagged" in data[0] and b"$Important" in data[0], data
+    assert ok(m.search(None, "FLAGGED")) == [b"1"]
+    assert ok(m.search(None, "UNSEEN")) == [b"1 3"]
+    assert ok(m.search(None, "SUBJECT", "\"hello 2\"")) == [b"3"]
+    assert ok(m.search(None, "FROM", "sender@remote.test")) == [b"1 2 3"]
+    assert ok(m.search(None, "OR", "FLAGGED", "SEEN")) == [b"1 2"]
+    assert ok(m.search(None, "BODY", "there")) == [b"1 2 3"]
+    assert ok(m.search(None, "KEYWORD", "$Important")) == [b"1"]
+    typ, data = m.uid("SEARCH", None, "ALL")
+    uids = data[0].split()
+    assert len(uids) == 3, data
+    # COPY with COPYUID, MOVE, EXPUNGE.
+    typ, data = m.copy("1", "Archive")
+    assert typ == "OK", data
+    typ, data = m.uid("MOVE", uids[2].decode(), "Trash")
+    assert typ == "OK", (typ, data)
+    assert ok(m.status("Trash", "(MESSAGES UNSEEN)"))[0].endswith(b"(MESSAGES 1 UNSEEN 1)"), "trash"
+    ok(m.store("1", "+FLAGS", "\\Deleted"))
+    typ, data = m.expunge()
+    # The MOVE's own EXPUNGE (message 3) was pending in imaplib; then the one for message 1.
+    assert typ == "OK" and data == [b"3", b"1"], data
+    ok(m.select("INBOX"))
+    assert ok(m.search(None, "ALL")) == [b"1"]
+    # APPEND with APPENDUID, CREATE / RENAME / DELETE.
+    typ, data = m.append("Drafts", "(\\Draft)", None, b"Subject: draft\r\n\r\nunfinished\r\n")
+    assert typ == "OK" and b"APPENDUID" in data[0], data
+    ok(m.create("Projects/2026"))
+    ok(m.rename("Projects", "Work"))
+    listing = b"\n".join(ok(m.list('""', "Work/*")))
+    assert b"Work/2026" in listing, listing
+    ok(m.delete("Work/2026"))
+    assert m.logout()[0] == "BYE"
+    print("basics ok")
+
+
+def authorization():
+    """Nobody reads a mailbox that is not theirs: bob's mail cannot be named from alice's session."""
+    deliver("for bob only", to="bob@example.test")
+    m = imaplib.IMAP4(HOST, PORTS["imap"])
+    ok(m.login("alice@example.test", "alice-secret"))
+    for name in ["bob@example.test/INBOX", "../bob@example.test/INBOX", "#shared/bob/INBOX", "Other Users/bob/INBOX"]:
+        typ, _ = m.select(f'"{name}"')
+        assert typ == "NO", (name, typ)
+    listing = b"\n".join(ok(m.list('""', "*")))
+    assert b"bob" not in listing, listing
+    ok(m.select("INBOX"))
+    assert ok(m.search(None, "SUBJECT", "\"for bob only\"")) == [b""]
+    assert m.logout()[0] == "BYE"
+    b = imaplib.IMAP4_SSL(HOST, PORTS["imaps"], ssl_context=_insecure())
+    ok(b.login("bob@example.test", "bob-secret"))
+    ok(b.select("INBOX"))
+    assert ok(b.search(None, "SUBJECT", "\"for bob only\"")) != [b""]
+    assert b.logout()[0] == "BYE"
+    print("authorization ok")
+
+
+def _insecure():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def idle():
+    """A message delivered over SMTP reaches a client in IDLE: the EXISTS arrives at once."""
+    s = socket.create_connection((HOST, PORTS["imap"]), timeout=30)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"a LOGIN alice@example.test alice-secret\r\n")
+    while not f.readline().startswith(b"a OK"):
+        pass
+    s.sendall(b"b SELECT INBOX\r\n")
+    exists = 0
+    while True:
+        line = f.readline()
+        m = re.match(rb"\* (\d+) EXISTS", line)
+        if m:
+            exists = int(m.group(1))
+        if line.startswith(b"b OK"):
+            break
+    s.sendall(b"c IDLE\r\n")
+    assert f.readline().startswith(b"+ "), "idling"
+    started = time.time()
+    deliver("while idling")
+    line = f.readline()
+    waited = time.time() - started
+    assert line == b"* %d EXISTS\r\n" % (exists + 1), line
+    s.sendall(b"DONE\r\n")
+    assert f.readline().startswith(b"c OK"), "idle done"
+    s.sendall(b"d LOGOUT\r\n")
+    print(f"idle ok ({waited * 1000:.0f} ms from SMTP send to EXISTS)")
+
+
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle]}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]]()
