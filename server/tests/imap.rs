@@ -52,6 +52,7 @@ fn imaplib_reads_flags_searches_moves_and_appends() {
     let server = Server::start(tmp.path(), "");
     python(&server, "basics");
     python(&server, "authorization");
+    python(&server, "qresync");
     let idle = python(&server, "idle");
     eprintln!("{}", idle.trim());
     let (status, log) = server.stop();

@@ -47,6 +47,8 @@ struct Session {
     utf8: bool,
     rev2: bool,
     condstore: bool,
+    /// QRESYNC enabled: expunges are reported as VANISHED.
+    qresync: bool,
     out: Vec<u8>,
     logout: bool,
     /// An AUTHENTICATE waiting for the client's next line.
@@ -59,7 +61,8 @@ struct Session {
 
 fn capabilities(s: &Session) -> String {
     let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
-    caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "ESEARCH", "STATUS=SIZE"]);
+    caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
+    caps.push("STATUS=SIZE");
     caps.push("UTF8=ACCEPT");
     let mut out = caps.join(" ");
     if s.user.is_none() {
@@ -118,7 +121,7 @@ impl Session {
     /// Sends the view's pending updates.
     fn updates(&mut self, expunges_allowed: bool) {
         let Some(view) = self.selected.as_mut() else { return };
-        let Ok(updates) = view.refresh(&self.ctx.store, expunges_allowed, false) else { return };
+        let Ok(updates) = view.refresh(&self.ctx.store, expunges_allowed, self.qresync) else { return };
         let keywords =
             self.ctx.store.with_mailbox(view.account, view.mailbox, |mb| mb.keywords.clone()).unwrap_or_default();
         let condstore = self.condstore;
@@ -194,6 +197,7 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         utf8: false,
         rev2: false,
         condstore: false,
+        qresync: false,
         out: Vec::new(),
         logout: false,
         auth: None,
@@ -401,6 +405,7 @@ async fn finish_login(s: &mut Session, conn: &Connection, tag: &Tag, mech: &str,
 
 async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
     let Command { tag, body } = cmd;
+    let body_kind = if matches!(body, CommandBody::Examine { .. }) { BodyKind::Examine } else { BodyKind::Other };
     let authed = s.user.is_some();
     let selected = s.selected.is_some();
     match body {
@@ -479,6 +484,11 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
                         s.condstore = true;
                         enabled.push("CONDSTORE");
                     }
+                    "QRESYNC" => {
+                        s.condstore = true;
+                        s.qresync = true;
+                        enabled.push("QRESYNC");
+                    }
                     _ => {}
                 }
             }
@@ -500,17 +510,15 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             s.ok(&tag, "LSUB completed");
         }
         CommandBody::Status { mailbox, items } => status(s, &tag, &mailbox, &items),
-        CommandBody::Select { mailbox, params } => {
+        CommandBody::Select { mailbox, params } | CommandBody::Examine { mailbox, params } => {
+            let read_only = matches!(body_kind, BodyKind::Examine);
             if params.condstore {
                 s.condstore = true;
             }
-            select(s, &tag, &mailbox, false)
-        }
-        CommandBody::Examine { mailbox, params } => {
-            if params.condstore {
-                s.condstore = true;
+            if params.qresync.is_some() && !s.qresync {
+                return s.bad(&tag, "QRESYNC is not enabled");
             }
-            select(s, &tag, &mailbox, true)
+            select(s, &tag, &mailbox, read_only, params.qresync.as_ref())
         }
         CommandBody::Create { mailbox, special_use } => {
             let account = s.account().expect("authenticated");
@@ -592,10 +600,36 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
                 Err(e) => s.no(&tag, &e.to_string()),
             }
         }
-        CommandBody::Fetch { uid, sequence_set, items, .. } => {
+        CommandBody::Fetch { uid, sequence_set, items, modifiers } => {
             let view = s.selected.as_ref().expect("selected");
-            let uids = if uid { uid_set(view, &sequence_set) } else { seq_set(view, &sequence_set) };
+            let mut uids = if uid { uid_set(view, &sequence_set) } else { seq_set(view, &sequence_set) };
             let mut attrs = items.expand();
+            if let Some(since) = modifiers.changed_since {
+                // RFC 7162 section 3.1.4: only messages changed since, with their MODSEQ.
+                let since = since.get();
+                let (account, mailbox) = (view.account, view.mailbox);
+                if modifiers.vanished && s.qresync {
+                    let largest = view.last_uid();
+                    if let Ok(ch) = s.ctx.store.changes_since(account, mailbox, since) {
+                        let gone: std::collections::BTreeSet<Uid> =
+                            ch.expunged.iter().copied().filter(|u| sequence_set.contains(*u, largest)).collect();
+                        if !gone.is_empty() {
+                            s.line(&format!("* VANISHED (EARLIER) {}", set_string(&ranges(gone))));
+                        }
+                    }
+                }
+                let changed: std::collections::HashSet<Uid> = s
+                    .ctx
+                    .store
+                    .with_mailbox(account, mailbox, |mb| {
+                        uids.iter().copied().filter(|u| mb.message(*u).is_some_and(|m| m.modseq > since)).collect()
+                    })
+                    .unwrap_or_default();
+                uids.retain(|u| changed.contains(u));
+                if !attrs.contains(&FetchAttribute::ModSeq) {
+                    attrs.push(FetchAttribute::ModSeq);
+                }
+            }
             if uid && !attrs.contains(&FetchAttribute::Uid) {
                 attrs.insert(0, FetchAttribute::Uid);
             }
@@ -641,6 +675,11 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         }
         other => s.bad(&tag, &format!("{} is not implemented yet", other.name())),
     }
+}
+
+enum BodyKind {
+    Examine,
+    Other,
 }
 
 fn special_use_bit(u: &postlog_protocol::imap::SpecialUse) -> u8 {
@@ -764,7 +803,13 @@ fn status(s: &mut Session, tag: &Tag, mailbox: &Mailbox, items: &[StatusItem]) {
     s.ok(tag, "STATUS completed");
 }
 
-fn select(s: &mut Session, tag: &Tag, mailbox: &Mailbox, read_only: bool) {
+fn select(
+    s: &mut Session,
+    tag: &Tag,
+    mailbox: &Mailbox,
+    read_only: bool,
+    qresync: Option<&postlog_protocol::imap::QResync>,
+) {
     s.selected = None;
     let account = s.account().expect("authenticated");
     let name = match s.mailbox_name(mailbox) {
@@ -802,6 +847,27 @@ fn select(s: &mut Session, tag: &Tag, mailbox: &Mailbox, read_only: bool) {
     s.line(&format!("* OK [UIDNEXT {}] Predicted next UID", info.uidnext));
     s.line(&format!("* OK [HIGHESTMODSEQ {}] Highest", view.modseq()));
     s.line(&format!("* LIST () \"{DELIMITER}\" {}", String::from_utf8_lossy(&s.encode_name(&name))));
+    // RFC 7162 section 3.2.5: what changed since the client's state, if it is of this
+    // UIDVALIDITY.
+    if let Some(q) = qresync.filter(|q| q.uidvalidity.get() == info.uidvalidity) {
+        let known = q.known_uids.as_ref();
+        if let Ok(changes) = s.ctx.store.changes_since(account, info.id, q.modseq.get()) {
+            let vanished: Vec<Uid> = changes
+                .expunged
+                .iter()
+                .copied()
+                .filter(|u| known.is_none_or(|k| k.contains(*u, u32::MAX)))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !vanished.is_empty() {
+                s.line(&format!("* VANISHED (EARLIER) {}", set_string(&ranges(vanished))));
+            }
+            let changed: Vec<Uid> = changes.changed.iter().map(|m| m.uid).collect();
+            s.selected = Some(view.clone());
+            fetch(s, &changed, &[FetchAttribute::Uid, FetchAttribute::Flags, FetchAttribute::ModSeq]);
+        }
+    }
     s.selected = Some(view);
     let what = if read_only { "[READ-ONLY] EXAMINE completed" } else { "[READ-WRITE] SELECT completed" };
     s.ok(tag, what);

@@ -155,7 +155,75 @@ def idle():
     print(f"idle ok ({waited * 1000:.0f} ms from SMTP send to EXISTS)")
 
 
-SCENARIOS = {f.__name__: f for f in [basics, authorization, idle]}
+class Raw:
+    def __init__(self, port=None):
+        self.s = socket.create_connection((HOST, port or PORTS["imap"]), timeout=30)
+        self.f = self.s.makefile("rb")
+        self.n = 0
+        assert self.f.readline().startswith(b"* OK")
+
+    def cmd(self, text):
+        """Sends a command; returns (untagged lines, tagged line)."""
+        self.n += 1
+        tag = b"t%d" % self.n
+        self.s.sendall(tag + b" " + text.encode() + b"\r\n")
+        lines = []
+        while True:
+            line = self.f.readline()
+            assert line, "closed"
+            if line.startswith(tag + b" "):
+                return lines, line
+            lines.append(line)
+
+
+def qresync():
+    """CONDSTORE/QRESYNC: a client reconnecting gets exactly what changed since its MODSEQ."""
+    for i in range(4):
+        deliver(f"sync {i}", to="bob@example.test")
+    a = Raw()
+    assert a.cmd("LOGIN bob@example.test bob-secret")[1].startswith(b"t1 OK")
+    untagged, done = a.cmd("ENABLE QRESYNC")
+    assert b"* ENABLED QRESYNC\r\n" in untagged, untagged
+    untagged, done = a.cmd("SELECT INBOX")
+    text = b"".join(untagged)
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", text).group(1))
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", text).group(1))
+    untagged, _ = a.cmd("UID SEARCH ALL")
+    uids = [int(x) for x in untagged[-1].split()[2:]]
+    a.cmd("LOGOUT")
+    # Meanwhile another device flags one, deletes one, and mail arrives.
+    b = Raw()
+    b.cmd("LOGIN bob@example.test bob-secret")
+    b.cmd("SELECT INBOX")
+    b.cmd(f"UID STORE {uids[0]} +FLAGS (\\Flagged)")
+    b.cmd(f"UID STORE {uids[1]} +FLAGS (\\Deleted)")
+    b.cmd("EXPUNGE")
+    b.cmd("LOGOUT")
+    deliver("sync new", to="bob@example.test")
+    # Reconnect with QRESYNC.
+    c = Raw()
+    c.cmd("LOGIN bob@example.test bob-secret")
+    c.cmd("ENABLE QRESYNC")
+    untagged, done = c.cmd(f"SELECT INBOX (QRESYNC ({validity} {modseq}))")
+    assert done.startswith(b"t3 OK"), done
+    text = b"".join(untagged)
+    assert b"* VANISHED (EARLIER) %d\r\n" % uids[1] in text, text
+    fetches = [l for l in untagged if b" FETCH (" in l]
+    assert len(fetches) == 2, fetches  # the flagged one, the new one
+    assert any(b"UID %d " % uids[0] in l and b"\\Flagged" in l and b"MODSEQ (" in l for l in fetches), fetches
+    # CHANGEDSINCE with VANISHED on UID FETCH.
+    untagged, done = c.cmd(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
+    text = b"".join(untagged)
+    assert b"* VANISHED (EARLIER) %d\r\n" % uids[1] in text and len([l for l in untagged if b"FETCH" in l]) == 2, text
+    # An expunge in this session is reported as VANISHED.
+    c.cmd(f"UID STORE {uids[2]} +FLAGS.SILENT (\\Deleted)")
+    untagged, done = c.cmd("EXPUNGE")
+    assert untagged == [b"* VANISHED %d\r\n" % uids[2]], untagged
+    c.cmd("LOGOUT")
+    print("qresync ok")
+
+
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()
