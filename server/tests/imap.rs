@@ -58,3 +58,102 @@ fn imaplib_reads_flags_searches_moves_and_appends() {
     let (status, log) = server.stop();
     assert_eq!(status.code(), Some(0), "{log:?}");
 }
+
+/// Maildir files of a folder, sorted.
+fn maildir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("cur"))
+        .unwrap()
+        .chain(std::fs::read_dir(dir.join("new")).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn mbsync(config: &Path, debug: bool) -> String {
+    let mut c = Command::new("mbsync");
+    c.arg("-c").arg(config).arg("-a");
+    if debug {
+        c.arg("-D");
+    }
+    let out = c.output().expect("mbsync runs (scripts/test.sh installs isync)");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "mbsync failed:\n{all}");
+    assert!(!all.contains("IMAP error") && !all.contains("Error:"), "{all}");
+    all
+}
+
+fn server_state(server: &Server) -> serde_json::Value {
+    let out = python(server, "mbsync_server_state");
+    serde_json::from_str(out.lines().next().unwrap()).unwrap()
+}
+
+#[test]
+fn mbsync_two_way_sync_with_changes_on_both_sides() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "");
+    // A local Maildir with the test corpus.
+    let inbox = tmp.path().join("mail/INBOX");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus");
+    let mut n = 0;
+    for kind in ["ham", "spam"] {
+        for e in std::fs::read_dir(corpus.join(kind)).unwrap() {
+            n += 1;
+            std::fs::copy(e.unwrap().path(), inbox.join(format!("cur/1700000000.{n}.host:2,"))).unwrap();
+        }
+    }
+    assert_eq!(n, 300);
+    let config = tmp.path().join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount postlog\nHost 127.0.0.1\nPort {}\nUser alice@example.test\nPass alice-secret\n\
+             SSLType None\nAuthMechs PLAIN\n\nIMAPStore remote\nAccount postlog\n\nMaildirStore local\n\
+             Path {}/\nInbox {}\nSubFolders Verbatim\n\nChannel sync\nFar :remote:\nNear :local:\n\
+             Patterns *\nCreate Both\nSyncState *\nSync All\nExpunge Both\n",
+            server.ports["imap"],
+            s(&tmp.path().join("mail")),
+            s(&inbox),
+        ),
+    )
+    .unwrap();
+
+    // First run: everything goes up.
+    mbsync(&config, false);
+    assert_eq!(server_state(&server)["count"], 300);
+    assert_eq!(maildir(&inbox).len(), 300);
+
+    // Changes on both sides: the server flags 10, expunges 5, gets 5 new; locally 20 are
+    // read and 5 deleted.
+    python(&server, "mbsync_server_changes");
+    let files = maildir(&inbox);
+    for f in &files[100..120] {
+        let name = f.to_str().unwrap();
+        assert!(name.ends_with(":2,"), "{name}");
+        std::fs::rename(f, format!("{name}S")).unwrap();
+    }
+    for f in &files[200..205] {
+        std::fs::remove_file(f).unwrap();
+    }
+    mbsync(&config, false);
+    let state = server_state(&server);
+    assert_eq!(state["count"], 295, "{state}");
+    assert_eq!(state["seen"], 20, "{state}");
+    assert_eq!(state["flagged"], 10, "{state}");
+    let local = maildir(&inbox);
+    assert_eq!(local.len(), 295);
+    let flagged = local.iter().filter(|p| p.to_str().unwrap().rsplit(":2,").next().unwrap().contains('F')).count();
+    assert_eq!(flagged, 10);
+
+    // Third run: nothing to transfer.
+    let log = mbsync(&config, true);
+    for needle in ["UID STORE", " APPEND ", "BODY.PEEK[]", " EXPUNGE"] {
+        assert!(!log.contains(needle), "{needle} in a run that should transfer nothing:\n{log}");
+    }
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
+}

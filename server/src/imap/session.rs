@@ -91,12 +91,24 @@ impl Session {
         s.encode_into(&mut self.out);
     }
 
+    /// `tag OK text`; a text of ours that starts with `[CODE args]` is sent with that
+    /// response code.
     fn ok(&mut self, tag: &Tag, text: &str) {
-        self.status(Status::tagged(tag.clone(), StatusKind::Ok, text));
+        self.tagged(tag, "OK", StatusKind::Ok, text);
     }
 
     fn no(&mut self, tag: &Tag, text: &str) {
-        self.status(Status::tagged(tag.clone(), StatusKind::No, text));
+        self.tagged(tag, "NO", StatusKind::No, text);
+    }
+
+    fn tagged(&mut self, tag: &Tag, word: &str, kind: StatusKind, text: &str) {
+        let coded = text.strip_prefix('[').and_then(|rest| rest.split_once("] "));
+        match coded {
+            Some((code, rest)) if !code.contains(['\r', '\n', ']']) && !rest.contains(['\r', '\n']) => {
+                self.line(&format!("{} {word} [{code}] {rest}", tag.as_str()));
+            }
+            _ => self.status(Status::tagged(tag.clone(), kind, text)),
+        }
     }
 
     fn bad(&mut self, tag: &Tag, text: &str) {
@@ -374,7 +386,7 @@ async fn finish_login(s: &mut Session, conn: &Connection, tag: &Tag, mech: &str,
             tracing::info!(session = conn.session_id(), listener = %conn.listener(), user = %a.address, mechanism = mech, "authenticated");
             s.user = Some(LocalUser { address: a.address, account: a.account });
             let caps = capabilities(s);
-            s.status(Status::tagged(tag.clone(), StatusKind::Ok, format!("[CAPABILITY {caps}] Logged in")));
+            s.ok(tag, &format!("[CAPABILITY {caps}] Logged in"));
         }
         Err(f) => {
             s.ctx.metrics.auth_failure(mech);

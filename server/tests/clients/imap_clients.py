@@ -223,7 +223,34 @@ def qresync():
     print("qresync ok")
 
 
-SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync]}
+def mbsync_server_changes():
+    """The server side of the mbsync test: flag 10 messages, expunge 5, deliver 5 new."""
+    m = imaplib.IMAP4(HOST, PORTS["imap"])
+    ok(m.login("alice@example.test", "alice-secret"))
+    ok(m.select("INBOX"))
+    ok(m.store("1:10", "+FLAGS", "(\\Flagged)"))
+    ok(m.store("11:15", "+FLAGS", "(\\Deleted)"))
+    ok(m.expunge())
+    m.logout()
+    for i in range(5):
+        deliver(f"new for mbsync {i}")
+    print("mbsync_server_changes ok")
+
+
+def mbsync_server_state():
+    """Prints the server's INBOX as JSON: count, and how many are \\Seen and \\Flagged."""
+    m = imaplib.IMAP4(HOST, PORTS["imap"])
+    ok(m.login("alice@example.test", "alice-secret"))
+    count = int(ok(m.select("INBOX"))[0])
+    seen = len(ok(m.search(None, "SEEN"))[0].split())
+    flagged = len(ok(m.search(None, "FLAGGED"))[0].split())
+    m.logout()
+    print(json.dumps({"count": count, "seen": seen, "flagged": flagged}))
+    print("mbsync_server_state ok")
+
+
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, mbsync_server_changes,
+                                      mbsync_server_state]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()
