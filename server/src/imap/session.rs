@@ -513,12 +513,20 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         }
         CommandBody::List(list) => {
             let reference = s.mailbox_name(&list.reference).unwrap_or_default();
-            list_mailboxes(s, &reference, &list.patterns, false);
+            let sel = list.selection.clone().unwrap_or_default();
+            let status_items = list.return_options.as_ref().and_then(|r| {
+                r.iter().find_map(|o| match o {
+                    postlog_protocol::imap::ListReturn::Status(items) => Some(items.clone()),
+                    _ => None,
+                })
+            });
+            let filter = Filter { subscribed: sel.subscribed, special_use: sel.special_use };
+            list_mailboxes(s, &reference, &list.patterns, false, filter, status_items.as_deref());
             s.ok(&tag, "LIST completed");
         }
         CommandBody::Lsub { reference, pattern } => {
             let reference = s.mailbox_name(&reference).unwrap_or_default();
-            list_mailboxes(s, &reference, &[pattern], true);
+            list_mailboxes(s, &reference, &[pattern], true, Filter::default(), None);
             s.ok(&tag, "LSUB completed");
         }
         CommandBody::Status { mailbox, items } => status(s, &tag, &mailbox, &items),
@@ -740,7 +748,21 @@ fn matches(pattern: &[char], name: &[char]) -> bool {
     }
 }
 
-fn list_mailboxes(s: &mut Session, reference: &str, patterns: &[ListMailbox], lsub: bool) {
+/// LIST selection options (RFC 5258): only subscribed, only special-use (RFC 6154).
+#[derive(Default, Clone, Copy)]
+struct Filter {
+    subscribed: bool,
+    special_use: bool,
+}
+
+fn list_mailboxes(
+    s: &mut Session,
+    reference: &str,
+    patterns: &[ListMailbox],
+    lsub: bool,
+    filter: Filter,
+    status_items: Option<&[StatusItem]>,
+) {
     let account = s.account().expect("authenticated");
     let Ok(boxes) = s.ctx.store.mailboxes(account) else { return };
     let kind = if lsub { "LSUB" } else { "LIST" };
@@ -752,7 +774,7 @@ fn list_mailboxes(s: &mut Session, reference: &str, patterns: &[ListMailbox], ls
         }
         let full: Vec<char> = format!("{reference}{pattern}").chars().collect();
         for mb in &boxes {
-            if lsub && !mb.subscribed {
+            if ((lsub || filter.subscribed) && !mb.subscribed) || (filter.special_use && mb.special_use == 0) {
                 continue;
             }
             let name_chars: Vec<char> = mb.name.chars().collect();
@@ -776,6 +798,13 @@ fn list_mailboxes(s: &mut Session, reference: &str, patterns: &[ListMailbox], ls
             l.extend(s.encode_name(&mb.name));
             s.out.extend_from_slice(&l);
             s.out.extend_from_slice(b"\r\n");
+            if let Some(items) = status_items {
+                // LIST-STATUS (RFC 5819): the STATUS of each listed mailbox.
+                let line = status_line(s, account, &mb.name, items);
+                if let Some(line) = line {
+                    s.out.extend(line);
+                }
+            }
         }
     }
 }
@@ -786,9 +815,18 @@ fn status(s: &mut Session, tag: &Tag, mailbox: &Mailbox, items: &[StatusItem]) {
         Ok(n) => n,
         Err(e) => return s.no(tag, &e),
     };
-    let Ok(info) = s.ctx.store.mailbox_by_name(account, &name) else {
-        return s.status(Status::tagged(tag.clone(), StatusKind::No, "No such mailbox").with_code(Code::NonExistent));
-    };
+    match status_line(s, account, &name, items) {
+        Some(line) => {
+            s.out.extend(line);
+            s.ok(tag, "STATUS completed");
+        }
+        None => s.status(Status::tagged(tag.clone(), StatusKind::No, "No such mailbox").with_code(Code::NonExistent)),
+    }
+}
+
+/// `* STATUS name (items)`, or `None` if there is no such mailbox.
+fn status_line(s: &Session, account: AccountId, name: &str, items: &[StatusItem]) -> Option<Vec<u8>> {
+    let info = s.ctx.store.mailbox_by_name(account, name).ok()?;
     let deleted = s
         .ctx
         .store
@@ -809,10 +847,9 @@ fn status(s: &mut Session, tag: &Tag, mailbox: &Mailbox, items: &[StatusItem]) {
         }
     }
     let mut l = b"* STATUS ".to_vec();
-    l.extend(s.encode_name(&name));
+    l.extend(s.encode_name(name));
     l.extend(format!(" ({})\r\n", parts.join(" ")).into_bytes());
-    s.out.extend(l);
-    s.ok(tag, "STATUS completed");
+    Some(l)
 }
 
 fn select(
@@ -1050,10 +1087,10 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
                 FetchAttribute::Rfc822Size => out.extend(format!("RFC822.SIZE {}", e.size).bytes()),
                 FetchAttribute::ModSeq => out.extend(format!("MODSEQ ({})", e.modseq).bytes()),
                 FetchAttribute::SaveDate => out.extend(format!("SAVEDATE {}", internal_date(e.save_date)).bytes()),
-                FetchAttribute::EmailId | FetchAttribute::ThreadId => {
-                    let name = if matches!(a, FetchAttribute::EmailId) { "EMAILID" } else { "THREADID" };
-                    out.extend(format!("{name} (M{uid:x}{:x})", view.uidvalidity).bytes());
-                }
+                // RFC 8474: the same stored message has the same EMAILID in every mailbox (one
+                // body, single-instance); threads are not computed yet: THREADID NIL.
+                FetchAttribute::EmailId => out.extend(format!("EMAILID (M{:x})", e.blob).bytes()),
+                FetchAttribute::ThreadId => out.extend_from_slice(b"THREADID NIL"),
                 FetchAttribute::Envelope => {
                     out.extend_from_slice(b"ENVELOPE ");
                     match &meta {

@@ -88,6 +88,21 @@ def basics():
     # APPEND with APPENDUID, CREATE / RENAME / DELETE.
     typ, data = m.append("Drafts", "(\\Draft)", None, b"Subject: draft\r\n\r\nunfinished\r\n")
     assert typ == "OK" and b"APPENDUID" in data[0], data
+    # LIST selection and return options; EMAILID is the stored message's, the same after COPY.
+    r = Raw()
+    r.cmd("LOGIN alice@example.test alice-secret")
+    untagged, done = r.cmd('LIST (SPECIAL-USE) "" "*"')
+    assert done.startswith(b"t2 OK") and len(untagged) == 5 and all(b"INBOX" not in l for l in untagged), untagged
+    untagged, done = r.cmd('LIST "" "INBOX" RETURN (STATUS (MESSAGES UIDNEXT))')
+    assert untagged[0].startswith(b"* LIST (") and untagged[1].startswith(b"* STATUS INBOX (MESSAGES 1 UIDNEXT "), untagged
+    r.cmd("SELECT INBOX")
+    first, _ = r.cmd("FETCH 1 (EMAILID UID)")
+    r.cmd("COPY 1 Archive")
+    r.cmd("SELECT Archive")
+    copies, _ = r.cmd("FETCH 1:* (EMAILID)")
+    emailid = re.search(rb"EMAILID \((\w+)\)", first[0]).group(1)
+    assert any(emailid in l for l in copies), (first, copies)
+    r.cmd("LOGOUT")
     ok(m.create("Projects/2026"))
     ok(m.rename("Projects", "Work"))
     listing = b"\n".join(ok(m.list('""', "Work/*")))
