@@ -513,7 +513,7 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         }
         CommandBody::List(list) => {
             let reference = s.mailbox_name(&list.reference).unwrap_or_default();
-            let sel = list.selection.clone().unwrap_or_default();
+            let sel = list.selection.unwrap_or_default();
             let status_items = list.return_options.as_ref().and_then(|r| {
                 r.iter().find_map(|o| match o {
                     postlog_protocol::imap::ListReturn::Status(items) => Some(items.clone()),
