@@ -49,6 +49,11 @@ fn python(server: &Server, scenario: &str) -> String {
 fn imaplib_reads_flags_searches_moves_and_appends() {
     let tmp = tempfile::tempdir().unwrap();
     setup(tmp.path());
+    let quota = postlog()
+        .args(["user", "quota", "alice@example.test", "1M", "--data", s(&tmp.path().join("data"))])
+        .output()
+        .unwrap();
+    assert!(quota.status.success(), "{}", text(&quota.stderr));
     let server = Server::start(tmp.path(), "");
     python(&server, "basics");
     python(&server, "authorization");

@@ -62,7 +62,7 @@ struct Session {
 fn capabilities(s: &Session) -> String {
     let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
     caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
-    caps.push("STATUS=SIZE");
+    caps.extend(["STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE", "APPENDLIMIT=52428800"]);
     caps.push("UTF8=ACCEPT");
     let mut out = caps.join(" ");
     if s.user.is_none() {
@@ -578,6 +578,33 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         CommandBody::Subscribe { mailbox } => subscribe(s, &tag, &mailbox, true),
         CommandBody::Unsubscribe { mailbox } => subscribe(s, &tag, &mailbox, false),
         CommandBody::Append { mailbox, messages } => append(s, &tag, &mailbox, messages).await,
+        CommandBody::GetQuotaRoot { mailbox } => {
+            // One quota root per user (RFC 9208): "", over every mailbox of the account.
+            let name = s.mailbox_name(&mailbox).unwrap_or_default();
+            let exists = s.ctx.store.mailbox_by_name(s.account().expect("authenticated"), &name).is_ok();
+            if !exists {
+                return s.status(Status::tagged(tag, StatusKind::No, "No such mailbox").with_code(Code::NonExistent));
+            }
+            let mut l = b"* QUOTAROOT ".to_vec();
+            l.extend(s.encode_name(&name));
+            l.extend_from_slice(b" \"\"\r\n");
+            s.out.extend(l);
+            quota_line(s);
+            s.ok(&tag, "GETQUOTAROOT completed");
+        }
+        CommandBody::GetQuota { root } => {
+            if !root.as_bytes().is_empty() {
+                return s
+                    .status(Status::tagged(tag, StatusKind::No, "No such quota root").with_code(Code::NonExistent));
+            }
+            quota_line(s);
+            s.ok(&tag, "GETQUOTA completed");
+        }
+        CommandBody::SetQuota { .. } => {
+            s.status(
+                Status::tagged(tag, StatusKind::No, "Quotas are set by the administrator").with_code(Code::NoPerm),
+            );
+        }
         CommandBody::Idle => {
             s.updates(true);
             encode_continuation(&mut s.out, "idling");
@@ -694,6 +721,16 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             search(s, &tag, uid, return_options, &criteria);
         }
         other => s.bad(&tag, &format!("{} is not implemented yet", other.name())),
+    }
+}
+
+/// `* QUOTA "" (STORAGE used limit)` in KiB, or no resource when unlimited.
+fn quota_line(s: &mut Session) {
+    let user = s.user.clone().expect("authenticated");
+    let q = s.ctx.services.directory.quota(&user.address);
+    match q.and_then(|q| q.limit_bytes.map(|l| (q.used_bytes, l))) {
+        Some((used, limit)) => s.line(&format!("* QUOTA \"\" (STORAGE {} {})", used.div_ceil(1024), limit / 1024)),
+        None => s.line("* QUOTA \"\" ()"),
     }
 }
 

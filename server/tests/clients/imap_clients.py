@@ -102,6 +102,10 @@ def basics():
     copies, _ = r.cmd("FETCH 1:* (EMAILID)")
     emailid = re.search(rb"EMAILID \((\w+)\)", first[0]).group(1)
     assert any(emailid in l for l in copies), (first, copies)
+    untagged, done = r.cmd("GETQUOTAROOT INBOX")
+    assert untagged == [b'* QUOTAROOT INBOX ""\r\n', b'* QUOTA "" (STORAGE 1 1024)\r\n'] or \
+        (untagged[0] == b'* QUOTAROOT INBOX ""\r\n' and untagged[1].startswith(b'* QUOTA "" (STORAGE ')), untagged
+    assert untagged[1].endswith(b" 1024)\r\n"), untagged
     r.cmd("LOGOUT")
     ok(m.create("Projects/2026"))
     ok(m.rename("Projects", "Work"))
