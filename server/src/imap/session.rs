@@ -55,6 +55,8 @@ struct Session {
     auth: Option<(Tag, Exchange, String)>,
     /// IDLE in progress (its tag).
     idling: Option<Tag>,
+    /// The result saved by `SEARCH RETURN (SAVE)` for `$` (RFC 5182), as UIDs.
+    saved: Vec<Uid>,
     tls: bool,
     secured: bool,
 }
@@ -63,7 +65,7 @@ fn capabilities(s: &Session) -> String {
     let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
     caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
     caps.extend(["STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE", "APPENDLIMIT=52428800"]);
-    caps.push("UTF8=ACCEPT");
+    caps.extend(["UTF8=ACCEPT", "SEARCHRES", "OBJECTID", "SAVEDATE", "CREATE-SPECIAL-USE"]);
     let mut out = caps.join(" ");
     if s.user.is_none() {
         if !s.tls {
@@ -214,6 +216,7 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         logout: false,
         auth: None,
         idling: None,
+        saved: Vec::new(),
         tls: conn.is_tls(),
         secured,
     };
@@ -625,7 +628,7 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
                 return s.no(&tag, "[READ-ONLY] Mailbox is read-only");
             }
             let only = match &body {
-                CommandBody::UidExpunge { uids } => Some(uid_set(view, uids)),
+                CommandBody::UidExpunge { uids } => Some(uid_set(view, uids, &s.saved)),
                 _ => None,
             };
             let (account, mailbox) = (view.account, view.mailbox);
@@ -649,7 +652,8 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         }
         CommandBody::Fetch { uid, sequence_set, items, modifiers } => {
             let view = s.selected.as_ref().expect("selected");
-            let mut uids = if uid { uid_set(view, &sequence_set) } else { seq_set(view, &sequence_set) };
+            let mut uids =
+                if uid { uid_set(view, &sequence_set, &s.saved) } else { seq_set(view, &sequence_set, &s.saved) };
             let mut attrs = items.expand();
             if let Some(since) = modifiers.changed_since {
                 // RFC 7162 section 3.1.4: only messages changed since, with their MODSEQ.
@@ -689,7 +693,8 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             if view.read_only {
                 return s.no(&tag, "[READ-ONLY] Mailbox is read-only");
             }
-            let uids = if uid { uid_set(view, &sequence_set) } else { seq_set(view, &sequence_set) };
+            let uids =
+                if uid { uid_set(view, &sequence_set, &s.saved) } else { seq_set(view, &sequence_set, &s.saved) };
             let (account, mailbox) = (view.account, view.mailbox);
             let (bits, kws) = flag_bits(&flags);
             let op = match action {
@@ -754,8 +759,11 @@ fn special_use_bit(u: &postlog_protocol::imap::SpecialUse) -> u8 {
     }
 }
 
-/// UIDs of a sequence-number set, in order.
-fn seq_set(view: &View, set: &SequenceSet) -> Vec<Uid> {
+/// UIDs of a sequence-number set, in order (`$`: the saved result).
+fn seq_set(view: &View, set: &SequenceSet, saved: &[Uid]) -> Vec<Uid> {
+    if matches!(set, SequenceSet::Saved) {
+        return view.uids().iter().copied().filter(|u| saved.contains(u)).collect();
+    }
     let mut out = Vec::new();
     for (lo, hi) in set.to_ranges(view.len()).unwrap_or_default() {
         for seq in lo.max(1)..=hi.min(view.len()) {
@@ -767,9 +775,11 @@ fn seq_set(view: &View, set: &SequenceSet) -> Vec<Uid> {
     out
 }
 
-/// UIDs of a UID set that the session knows, in order.
-fn uid_set(view: &View, set: &SequenceSet) -> Vec<Uid> {
-    let Some(r) = set.to_ranges(view.last_uid()) else { return Vec::new() };
+/// UIDs of a UID set that the session knows, in order (`$`: the saved result).
+fn uid_set(view: &View, set: &SequenceSet, saved: &[Uid]) -> Vec<Uid> {
+    let Some(r) = set.to_ranges(view.last_uid()) else {
+        return view.uids().iter().copied().filter(|u| saved.contains(u)).collect();
+    };
     view.uids().iter().copied().filter(|u| r.iter().any(|&(lo, hi)| (lo..=hi).contains(u))).collect()
 }
 
@@ -880,6 +890,8 @@ fn status_line(s: &Session, account: AccountId, name: &str, items: &[StatusItem]
             StatusItem::Size => parts.push(format!("SIZE {}", info.bytes)),
             StatusItem::Recent => parts.push("RECENT 0".into()),
             StatusItem::HighestModSeq => parts.push(format!("HIGHESTMODSEQ {}", info.highest_modseq)),
+            StatusItem::MailboxId => parts.push(format!("MAILBOXID (F{})", info.id)),
+            StatusItem::AppendLimit => parts.push("APPENDLIMIT 52428800".into()),
             _ => {}
         }
     }
@@ -897,6 +909,7 @@ fn select(
     qresync: Option<&postlog_protocol::imap::QResync>,
 ) {
     s.selected = None;
+    s.saved.clear();
     let account = s.account().expect("authenticated");
     let name = match s.mailbox_name(mailbox) {
         Ok(n) => n,
@@ -932,6 +945,7 @@ fn select(
     s.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", info.uidvalidity));
     s.line(&format!("* OK [UIDNEXT {}] Predicted next UID", info.uidnext));
     s.line(&format!("* OK [HIGHESTMODSEQ {}] Highest", view.modseq()));
+    s.line(&format!("* OK [MAILBOXID (F{})] Ok", info.id));
     s.line(&format!("* LIST () \"{DELIMITER}\" {}", String::from_utf8_lossy(&s.encode_name(&name))));
     // RFC 7162 section 3.2.5: what changed since the client's state, if it is of this
     // UIDVALIDITY.
@@ -1010,7 +1024,7 @@ fn copy(s: &mut Session, tag: &Tag, uid: bool, set: &SequenceSet, mailbox: &Mail
     if is_move && view.read_only {
         return s.no(tag, "[READ-ONLY] Mailbox is read-only");
     }
-    let uids = if uid { uid_set(view, set) } else { seq_set(view, set) };
+    let uids = if uid { uid_set(view, set, &s.saved) } else { seq_set(view, set, &s.saved) };
     let (account, from) = (view.account, view.mailbox);
     let name = match s.mailbox_name(mailbox) {
         Ok(n) => n,
@@ -1309,6 +1323,7 @@ fn eval(
                 contains_ci(&String::from_utf8_lossy(&r[from..]), &needle)
             })
         }
+        SearchKey::Uid(SequenceSet::Saved) | SearchKey::SequenceSet(SequenceSet::Saved) => s.saved.contains(&e.uid),
         SearchKey::Uid(set) => set.contains(e.uid, view.last_uid()),
         SearchKey::SequenceSet(set) => set.contains(seq, view.len()),
         SearchKey::And(keys) => keys.iter().all(|k| eval(s, view, seq, e, k, kws, lazy)),
@@ -1370,6 +1385,13 @@ fn search(s: &mut Session, tag: &Tag, uid: bool, returns: Option<Vec<SearchRetur
             hits.push(if uid { e.uid } else { seq });
         }
     }
+    let uids_hit: Vec<Uid> = entries
+        .iter()
+        .filter(|e| view.seq(e.uid).is_some_and(|seq| hits.contains(&if uid { e.uid } else { seq })))
+        .map(|e| e.uid)
+        .collect();
+    // IMAP4rev2 answers SEARCH with ESEARCH (RFC 9051 section 7.3.4).
+    let returns = if returns.is_none() && s.rev2 { Some(vec![SearchReturn::All]) } else { returns };
     match returns {
         None => {
             let list: String = hits.iter().map(|n| format!(" {n}")).collect();
@@ -1377,22 +1399,40 @@ fn search(s: &mut Session, tag: &Tag, uid: bool, returns: Option<Vec<SearchRetur
         }
         Some(opts) => {
             let opts = if opts.is_empty() { vec![SearchReturn::All] } else { opts };
-            let mut l = format!("* ESEARCH (TAG \"{}\")", tag.as_str());
-            if uid {
-                l.push_str(" UID");
-            }
-            for o in &opts {
-                match o {
-                    SearchReturn::Min if !hits.is_empty() => l.push_str(&format!(" MIN {}", hits[0])),
-                    SearchReturn::Max if !hits.is_empty() => l.push_str(&format!(" MAX {}", hits[hits.len() - 1])),
-                    SearchReturn::Count => l.push_str(&format!(" COUNT {}", hits.len())),
-                    SearchReturn::All if !hits.is_empty() => {
-                        l.push_str(&format!(" ALL {}", set_string(&ranges(hits.iter().copied()))));
+            if opts.contains(&SearchReturn::Save) {
+                // RFC 5182 section 2.4: with MIN and/or MAX alone, only those are saved.
+                let only_min_max = !opts.contains(&SearchReturn::All) && !opts.contains(&SearchReturn::Count);
+                s.saved = if only_min_max && (opts.contains(&SearchReturn::Min) || opts.contains(&SearchReturn::Max)) {
+                    let mut v = Vec::new();
+                    if opts.contains(&SearchReturn::Min) {
+                        v.extend(uids_hit.first());
                     }
-                    _ => {}
-                }
+                    if opts.contains(&SearchReturn::Max) {
+                        v.extend(uids_hit.last());
+                    }
+                    v
+                } else {
+                    uids_hit.clone()
+                };
             }
-            s.line(&l);
+            if opts.iter().any(|o| *o != SearchReturn::Save) {
+                let mut l = format!("* ESEARCH (TAG \"{}\")", tag.as_str());
+                if uid {
+                    l.push_str(" UID");
+                }
+                for o in &opts {
+                    match o {
+                        SearchReturn::Min if !hits.is_empty() => l.push_str(&format!(" MIN {}", hits[0])),
+                        SearchReturn::Max if !hits.is_empty() => l.push_str(&format!(" MAX {}", hits[hits.len() - 1])),
+                        SearchReturn::Count => l.push_str(&format!(" COUNT {}", hits.len())),
+                        SearchReturn::All if !hits.is_empty() => {
+                            l.push_str(&format!(" ALL {}", set_string(&ranges(hits.iter().copied()))));
+                        }
+                        _ => {}
+                    }
+                }
+                s.line(&l);
+            }
         }
     }
     s.updates(false);

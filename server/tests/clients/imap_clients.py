@@ -238,6 +238,20 @@ def qresync():
     c.cmd(f"UID STORE {uids[2]} +FLAGS.SILENT (\\Deleted)")
     untagged, done = c.cmd("EXPUNGE")
     assert untagged == [b"* VANISHED %d\r\n" % uids[2]], untagged
+    # SEARCHRES: a saved result used as "$".
+    untagged, done = c.cmd("SEARCH RETURN (SAVE) FLAGGED")
+    assert untagged == [] and b"OK" in done, (untagged, done)
+    untagged, _ = c.cmd("UID FETCH $ (FLAGS)")
+    assert len(untagged) == 1 and b"UID %d " % uids[0] in untagged[0], untagged
+    untagged, _ = c.cmd("UID SEARCH UID $")
+    assert untagged == [b"* SEARCH %d\r\n" % uids[0]], untagged
+    # OBJECTID: a stable MAILBOXID.
+    untagged, _ = c.cmd("STATUS INBOX (MAILBOXID)")
+    assert re.match(rb"\* STATUS INBOX \(MAILBOXID \(F\d+\)\)", untagged[0]), untagged
+    # IMAP4rev2 sessions get ESEARCH for SEARCH.
+    c.cmd("ENABLE IMAP4rev2")
+    untagged, _ = c.cmd("SEARCH FLAGGED")
+    assert untagged[0].startswith(b'* ESEARCH (TAG "t') and b" ALL " in untagged[0], untagged
     c.cmd("LOGOUT")
     print("qresync ok")
 
