@@ -1251,22 +1251,6 @@ fn eval(
     let kw = |k: &postlog_protocol::imap::Atom| {
         kws.iter().position(|n| n.eq_ignore_ascii_case(k.as_str())).is_some_and(|i| e.keywords & (1 << i) != 0)
     };
-    let envelope_has = |lazy: &mut Lazy, pick: &dyn Fn(&postlog_engine::meta::Envelope) -> String, needle: &str| {
-        lazy.meta(s, view, e.uid).is_some_and(|m| contains_ci(&pick(&m.envelope), needle))
-    };
-    let addrs = |list: &[postlog_engine::meta::Address]| -> String {
-        list.iter()
-            .map(|a| {
-                format!(
-                    "{} <{}@{}>",
-                    a.name.clone().unwrap_or_default(),
-                    a.mailbox.clone().unwrap_or_default(),
-                    a.host.clone().unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     match key {
         SearchKey::All => true,
         SearchKey::Answered => has(flag::ANSWERED),
@@ -1300,11 +1284,11 @@ fn eval(
                 _ => sd >= dd,
             }
         }
-        SearchKey::Subject(x) => envelope_has(lazy, &|env| env.subject.clone().unwrap_or_default(), &astr(x)),
-        SearchKey::From(x) => envelope_has(lazy, &|env| addrs(&env.from), &astr(x)),
-        SearchKey::To(x) => envelope_has(lazy, &|env| addrs(&env.to), &astr(x)),
-        SearchKey::Cc(x) => envelope_has(lazy, &|env| addrs(&env.cc), &astr(x)),
-        SearchKey::Bcc(x) => envelope_has(lazy, &|env| addrs(&env.bcc), &astr(x)),
+        SearchKey::Subject(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.subject, &astr(x))),
+        SearchKey::From(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.from, &astr(x))),
+        SearchKey::To(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.to, &astr(x))),
+        SearchKey::Cc(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.cc, &astr(x))),
+        SearchKey::Bcc(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.bcc, &astr(x))),
         SearchKey::Header(name, value) => {
             let (name, value) = (astr(name), astr(value));
             lazy.raw(s, view, e.uid).is_some_and(|r| {
@@ -1315,13 +1299,11 @@ fn eval(
                 })
             })
         }
-        SearchKey::Body(x) | SearchKey::Text(x) => {
+        SearchKey::Body(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.body, &astr(x))),
+        SearchKey::Text(x) => {
             let needle = astr(x);
-            let text_only = matches!(key, SearchKey::Body(_));
-            lazy.raw(s, view, e.uid).is_some_and(|r| {
-                let from = if text_only { postlog_server_header_len(r) } else { 0 };
-                contains_ci(&String::from_utf8_lossy(&r[from..]), &needle)
-            })
+            lazy.decoded(s, view, e.uid)
+                .is_some_and(|d| contains_ci(&d.header, &needle) || contains_ci(&d.body, &needle))
         }
         SearchKey::Uid(SequenceSet::Saved) | SearchKey::SequenceSet(SequenceSet::Saved) => s.saved.contains(&e.uid),
         SearchKey::Uid(set) => set.contains(e.uid, view.last_uid()),
@@ -1340,12 +1322,61 @@ fn postlog_server_header_len(raw: &[u8]) -> usize {
     super::super::smtp::filter::header_len(raw)
 }
 
-/// Message bytes and metadata, read when a search key needs them.
+/// What text searches compare against: header values and body text decoded (RFC 2047
+/// encoded words, MIME transfer encodings and charsets), as RFC 9051 section 6.4.4 asks.
+#[derive(Default)]
+struct Decoded {
+    subject: String,
+    from: String,
+    to: String,
+    cc: String,
+    bcc: String,
+    /// The header section, and the decoded values of the fields above.
+    header: String,
+    /// Every text part, decoded (HTML as text).
+    body: String,
+}
+
+fn decode_for_search(raw: &[u8]) -> Decoded {
+    let Some(m) = mail_parser::MessageParser::default().parse(raw) else { return Decoded::default() };
+    let addrs = |a: Option<&mail_parser::Address>| -> String {
+        a.map(|a| {
+            a.iter()
+                .map(|x| format!("{} <{}>", x.name().unwrap_or(""), x.address().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    let mut d = Decoded {
+        subject: m.subject().unwrap_or("").to_string(),
+        from: addrs(m.from()),
+        to: addrs(m.to()),
+        cc: addrs(m.cc()),
+        bcc: addrs(m.bcc()),
+        ..Decoded::default()
+    };
+    let header_end = postlog_server_header_len(raw);
+    d.header = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        String::from_utf8_lossy(&raw[..header_end]),
+        d.subject,
+        d.from,
+        d.to,
+        d.cc,
+        d.bcc
+    );
+    d.body = (0..m.text_body_count()).filter_map(|i| m.body_text(i)).collect::<Vec<_>>().join("\n");
+    d
+}
+
+/// Message bytes, metadata and decoded text, read when a search key needs them.
 #[derive(Default)]
 struct Lazy {
     uid: Uid,
     raw: Option<Option<Vec<u8>>>,
     meta: Option<Option<MessageMeta>>,
+    decoded: Option<Option<Decoded>>,
 }
 
 impl Lazy {
@@ -1358,6 +1389,14 @@ impl Lazy {
     fn raw(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&Vec<u8>> {
         self.reset(uid);
         self.raw.get_or_insert_with(|| s.ctx.store.read_message(view.account, view.mailbox, uid).ok()).as_ref()
+    }
+
+    fn decoded(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&Decoded> {
+        if self.uid != uid || self.decoded.is_none() {
+            let d = self.raw(s, view, uid).map(|r| decode_for_search(r));
+            self.decoded = Some(d);
+        }
+        self.decoded.as_ref().and_then(Option::as_ref)
     }
 
     fn meta(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&MessageMeta> {

@@ -106,6 +106,23 @@ def basics():
     assert untagged == [b'* QUOTAROOT INBOX ""\r\n', b'* QUOTA "" (STORAGE 1 1024)\r\n'] or \
         (untagged[0] == b'* QUOTAROOT INBOX ""\r\n' and untagged[1].startswith(b'* QUOTA "" (STORAGE ')), untagged
     assert untagged[1].endswith(b" 1024)\r\n"), untagged
+    # Searches look at decoded text: an RFC 2047 subject, a base64 body.
+    with smtplib.SMTP(HOST, PORTS["smtp"], timeout=30) as smtp:
+        smtp.sendmail("sender@remote.test", ["alice@example.test"],
+                      b"Subject: =?utf-8?q?gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\nMIME-Version: 1.0\r\n"
+                      b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                      b"SGllciBpc3QgZGFzIEdlaGVpbXdvcnQ6IFp3aWViZWxrdWNoZW4uCg==\r\n")
+    r.cmd("SELECT INBOX")
+    needle = "grüße".encode()
+    r.n += 1
+    r.s.sendall(b"t%d SEARCH CHARSET UTF-8 SUBJECT {%d+}\r\n" % (r.n, len(needle)) + needle + b"\r\n")
+    found = r.f.readline()
+    assert re.match(rb"\* SEARCH \d+\r\n", found), found
+    assert r.f.readline().startswith(b"t%d OK" % r.n)
+    untagged, _ = r.cmd("SEARCH BODY zwiebelkuchen")
+    assert untagged[0] == found, (untagged, found)
+    untagged, _ = r.cmd("SEARCH TEXT Gehimwort")
+    assert untagged[0] == b"* SEARCH\r\n", untagged
     r.cmd("LOGOUT")
     ok(m.create("Projects/2026"))
     ok(m.rename("Projects", "Work"))
