@@ -710,7 +710,15 @@ impl Directory {
                         id
                     }
                     None => match self.store.create_account(&canonical, &DEFAULT_MAILBOXES) {
-                        Ok(id) => id,
+                        Ok(id) => {
+                            // Subscribed, so clients that show subscribed folders only see them.
+                            for name in std::iter::once("INBOX").chain(DEFAULT_MAILBOXES.iter().map(|(n, _)| *n)) {
+                                if let Err(e) = self.store.subscribe(id, name, true) {
+                                    tracing::warn!("subscribing {canonical} to {name}: {e}");
+                                }
+                            }
+                            id
+                        }
                         Err(CommitError::AccountExists(_)) => self
                             .store
                             .account_id(&canonical)

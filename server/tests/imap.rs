@@ -162,3 +162,24 @@ fn mbsync_two_way_sync_with_changes_on_both_sides() {
     let (status, _) = server.stop();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn plain_text_logins_need_tls_when_loopback_does_not_count() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "[auth]\nplaintext_on_loopback = false\n");
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", server.ports["imap"])).unwrap();
+    let mut r = BufReader::new(tcp.try_clone().unwrap());
+    let mut w = tcp;
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).unwrap();
+    assert!(greeting.contains(" LOGINDISABLED") && greeting.contains(" STARTTLS"), "{greeting}");
+    assert!(!greeting.contains("AUTH=PLAIN") && greeting.contains("AUTH=SCRAM-SHA-256"), "{greeting}");
+    w.write_all(b"a LOGIN alice@example.test alice-secret\r\n").unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("a NO [PRIVACYREQUIRED]"), "{line}");
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
+}

@@ -2,8 +2,8 @@
 //!
 //! The grammar is written down as types ("grammar as types", after imap-codec): every
 //! command and argument the client can send is a Rust type whose doc comment carries its ABNF,
-//! and the parser produces nothing else. The session state machine (commands allowed per
-//! state, mailbox selection, untagged updates) comes later and builds on this.
+//! and the parser produces nothing else. The session (commands allowed per state, mailbox
+//! selection, untagged updates) is the server's: `postlog_server::imap::session`.
 //!
 //! ```text
 //!  bytes ─► CommandFramer ─► Frame::Command(bytes) ─► parse_command ─► Command { tag, body }

@@ -1,10 +1,12 @@
 //! The IMAP front end's server-side pieces.
 //!
-//! So far [`render`]: the FETCH data items built from a message's stored metadata and bytes
-//! (`ENVELOPE`, `BODY`/`BODYSTRUCTURE`, `BODY[section]<partial>`, `BINARY[part]` and
-//! `BINARY.SIZE`), as pure functions without IO, for the session driver to call. Commands
-//! are parsed by the protocol crate (`postlog_protocol::imap`); the driver maps them onto
-//! [`render::SectionSpec`] and [`render::Partial`].
+//! - [`session`]: the driver of one connection (commands, IDLE, STARTTLS, AUTHENTICATE).
+//! - [`view`]: a selected mailbox as one session sees it (sequence numbers, updates).
+//! - [`render`]: the FETCH data items built from a message's stored metadata and bytes
+//!   (`ENVELOPE`, `BODY`/`BODYSTRUCTURE`, `BODY[section]<partial>`, `BINARY[part]` and
+//!   `BINARY.SIZE`), as pure functions.
+//!
+//! Commands are parsed by the protocol crate (`postlog_protocol::imap`).
 
 pub mod render;
 pub mod session;

@@ -30,6 +30,9 @@ use crate::frame::{Connection, FrontEnd, ServerContext, SessionFuture, with_idle
 /// The hierarchy delimiter of mailbox names.
 const DELIMITER: char = '/';
 
+/// The largest message APPEND takes: the framer's literal limit after login.
+const APPEND_LIMIT: u64 = 64 << 20;
+
 /// The IMAP front end (`imap`, `imaps`).
 pub struct ImapFrontEnd;
 
@@ -58,25 +61,26 @@ struct Session {
     /// The result saved by `SEARCH RETURN (SAVE)` for `$` (RFC 5182), as UIDs.
     saved: Vec<Uid>,
     tls: bool,
-    secured: bool,
+    /// The client's address and whether the connection is TLS (for the mechanisms offered).
+    peer: Peer,
 }
 
 fn capabilities(s: &Session) -> String {
     let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
     caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
-    caps.extend(["STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE", "APPENDLIMIT=52428800"]);
+    caps.extend(["STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE"]);
     caps.extend(["UTF8=ACCEPT", "SEARCHRES", "OBJECTID", "SAVEDATE", "CREATE-SPECIAL-USE"]);
     let mut out = caps.join(" ");
+    out.push_str(&format!(" APPENDLIMIT={APPEND_LIMIT}"));
     if s.user.is_none() {
         if !s.tls {
             out.push_str(" STARTTLS");
         }
-        let peer = Peer { ip: std::net::Ipv4Addr::LOCALHOST.into(), tls: s.secured };
-        for m in s.ctx.services.auth.mechanisms(&peer) {
+        for m in s.ctx.services.auth.mechanisms(&s.peer) {
             out.push_str(" AUTH=");
             out.push_str(m.name());
         }
-        if !s.secured {
+        if !s.ctx.services.auth.is_secured(&s.peer) {
             out.push_str(" LOGINDISABLED");
         }
     }
@@ -134,6 +138,12 @@ impl Session {
 
     /// Sends the view's pending updates.
     fn updates(&mut self, expunges_allowed: bool) {
+        self.updates_except(expunges_allowed, &[]);
+    }
+
+    /// Sends the view's pending updates, leaving out flag updates of `own`: messages whose
+    /// flags this session just changed and has already shown (or was told not to, .SILENT).
+    fn updates_except(&mut self, expunges_allowed: bool, own: &[Uid]) {
         let Some(view) = self.selected.as_mut() else { return };
         let Ok(updates) = view.refresh(&self.ctx.store, expunges_allowed, self.qresync) else { return };
         let keywords =
@@ -144,6 +154,7 @@ impl Session {
                 Update::Exists(n) => self.line(&format!("* {n} EXISTS")),
                 Update::Expunge(seq) => self.line(&format!("* {seq} EXPUNGE")),
                 Update::Vanished(r) => self.line(&format!("* VANISHED {}", set_string(&r))),
+                Update::Flags { uid, .. } if own.contains(&uid) => {}
                 Update::Flags { seq, uid, flags, keywords: kw, modseq } => {
                     let mut l = format!("* {seq} FETCH (UID {uid} FLAGS ({})", flag_list(flags, kw, &keywords));
                     if condstore {
@@ -203,7 +214,6 @@ fn internal_date(secs: i64) -> String {
 
 async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
     let mut framer = CommandFramer::new(FramerConfig::default());
-    let secured = conn.is_secured();
     let mut s = Session {
         ctx: ctx.clone(),
         user: None,
@@ -218,7 +228,7 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         idling: None,
         saved: Vec::new(),
         tls: conn.is_tls(),
-        secured,
+        peer: peer(&conn),
     };
     let caps = capabilities(&s);
     s.line(&format!("* OK [CAPABILITY {caps}] {} Postlog IMAP ready", ctx.hostname()));
@@ -248,10 +258,19 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
                                 Err(_) => return,
                             };
                             s.tls = true;
-                            s.secured = true;
+                            s.peer = peer(&conn);
                             break;
                         }
+                        if matches!(cmd.body, CommandBody::Idle)
+                            && let Some(w) = watch.as_mut()
+                        {
+                            // Seen now: a commit after this point wakes the IDLE.
+                            w.borrow_and_update();
+                        }
                         command(&mut s, cmd, &conn).await;
+                        if let (Some(a), None) = (s.account(), watch.as_ref()) {
+                            watch = Some(ctx.store.watch(a));
+                        }
                         if s.user.is_some() {
                             framer.set_authenticated(true);
                         }
@@ -260,9 +279,6 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
                         }
                         if s.idling.is_some() {
                             framer.expect_done();
-                            if let Some(a) = s.account() {
-                                watch = Some(ctx.store.watch(a));
-                            }
                         }
                     }
                     Err(e) => s.status(e.status()),
@@ -298,12 +314,15 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
                 }
                 Frame::Done => {
                     if let Some(tag) = s.idling.take() {
-                        watch = None;
                         s.updates(true);
                         s.ok(&tag, "IDLE terminated");
                     }
                 }
-                Frame::Rejected { tag, error } => s.status(error.status(tag)),
+                Frame::Rejected { tag, error } => match s.idling.take() {
+                    // RFC 2177: anything but DONE ends the IDLE with a BAD for it.
+                    Some(idle_tag) => s.bad(&idle_tag, "Expected DONE"),
+                    None => s.status(error.status(tag)),
+                },
                 Frame::Close { error, .. } => {
                     s.status(error.bye());
                     let _ = flush(&mut conn, &mut s).await;
@@ -318,10 +337,11 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         if flush(&mut conn, &mut s).await.is_err() {
             break;
         }
+        let idling = s.idling.is_some();
         let changed = async {
             match watch.as_mut() {
-                Some(w) => w.changed().await.is_ok(),
-                None => std::future::pending().await,
+                Some(w) if idling => w.changed().await.is_ok(),
+                _ => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -613,7 +633,18 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             encode_continuation(&mut s.out, "idling");
             s.idling = Some(tag);
         }
+        CommandBody::Compress { .. } | CommandBody::Sort { .. } | CommandBody::Thread { .. } => {
+            s.bad(&tag, &format!("{} is not implemented yet", body.name()))
+        }
         _ if !selected => s.bad(&tag, "No mailbox selected"),
+        CommandBody::Fetch { uid: false, sequence_set: set, .. }
+        | CommandBody::Store { uid: false, sequence_set: set, .. }
+        | CommandBody::Copy { uid: false, sequence_set: set, .. }
+        | CommandBody::Move { uid: false, sequence_set: set, .. }
+            if beyond(s.selected.as_ref().expect("selected"), &set) =>
+        {
+            s.bad(&tag, "Invalid sequence set: no such message")
+        }
         CommandBody::Close | CommandBody::Unselect => {
             let close = matches!(body, CommandBody::Close);
             let view = s.selected.take().expect("selected");
@@ -684,9 +715,17 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             if uid && !attrs.contains(&FetchAttribute::Uid) {
                 attrs.insert(0, FetchAttribute::Uid);
             }
-            fetch(s, &uids, &attrs);
-            s.updates(false);
-            s.ok(&tag, if uid { "UID FETCH completed" } else { "FETCH completed" });
+            let trouble = fetch(s, &uids, &attrs);
+            s.updates_except(false, &trouble.seen_set);
+            if trouble.unknown_cte {
+                s.no(&tag, "[UNKNOWN-CTE] A part is in an unknown transfer encoding");
+            } else if trouble.unreadable {
+                s.no(&tag, "[SERVERBUG] Some messages could not be read");
+            } else if trouble.expunged {
+                s.no(&tag, "[EXPUNGEISSUED] Some messages were expunged");
+            } else {
+                s.ok(&tag, if uid { "UID FETCH completed" } else { "FETCH completed" });
+            }
         }
         CommandBody::Store { uid, sequence_set, unchanged_since, action, silent, flags } => {
             let view = s.selected.as_ref().expect("selected");
@@ -706,10 +745,10 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
                 Ok(outcome) => {
                     if !silent {
                         let attrs = [FetchAttribute::Uid, FetchAttribute::Flags];
-                        fetch(s, &uids, &attrs);
+                        let _ = fetch(s, &uids, &attrs);
                     }
-                    // Our own changes were just shown; do not show them again as updates.
-                    s.updates(false);
+                    // Our own changes were just shown (or silenced); not again as updates.
+                    s.updates_except(false, &outcome.changed);
                     if outcome.failed.is_empty() {
                         s.ok(&tag, "STORE completed");
                     } else {
@@ -725,7 +764,6 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         CommandBody::Search { uid, return_options, criteria, .. } => {
             search(s, &tag, uid, return_options, &criteria);
         }
-        other => s.bad(&tag, &format!("{} is not implemented yet", other.name())),
     }
 }
 
@@ -757,6 +795,16 @@ fn special_use_bit(u: &postlog_protocol::imap::SpecialUse) -> u8 {
         S::Flagged => su::FLAGGED,
         _ => 0,
     }
+}
+
+/// Whether a sequence-number set names a message beyond the mailbox (`*` never does):
+/// RFC 9051 section 6.4.5 wants a BAD for it.
+fn beyond(view: &View, set: &SequenceSet) -> bool {
+    if view.is_empty() && set.uses_largest() {
+        // `1:*` in an empty mailbox names nothing; answered OK, as clients expect.
+        return false;
+    }
+    set.to_ranges(view.len().max(1)).is_some_and(|r| r.iter().any(|&(_, hi)| hi > view.len()))
 }
 
 /// UIDs of a sequence-number set, in order (`$`: the saved result).
@@ -891,7 +939,7 @@ fn status_line(s: &Session, account: AccountId, name: &str, items: &[StatusItem]
             StatusItem::Recent => parts.push("RECENT 0".into()),
             StatusItem::HighestModSeq => parts.push(format!("HIGHESTMODSEQ {}", info.highest_modseq)),
             StatusItem::MailboxId => parts.push(format!("MAILBOXID (F{})", info.id)),
-            StatusItem::AppendLimit => parts.push("APPENDLIMIT 52428800".into()),
+            StatusItem::AppendLimit => parts.push(format!("APPENDLIMIT {APPEND_LIMIT}")),
             _ => {}
         }
     }
@@ -908,7 +956,10 @@ fn select(
     read_only: bool,
     qresync: Option<&postlog_protocol::imap::QResync>,
 ) {
-    s.selected = None;
+    if s.selected.take().is_some() && (s.qresync || s.rev2) {
+        // RFC 7162 section 3.2.11, RFC 9051: the end of the previous mailbox's updates.
+        s.line("* OK [CLOSED] Previous mailbox closed");
+    }
     s.saved.clear();
     let account = s.account().expect("authenticated");
     let name = match s.mailbox_name(mailbox) {
@@ -965,7 +1016,7 @@ fn select(
             }
             let changed: Vec<Uid> = changes.changed.iter().map(|m| m.uid).collect();
             s.selected = Some(view.clone());
-            fetch(s, &changed, &[FetchAttribute::Uid, FetchAttribute::Flags, FetchAttribute::ModSeq]);
+            let _ = fetch(s, &changed, &[FetchAttribute::Uid, FetchAttribute::Flags, FetchAttribute::ModSeq]);
         }
     }
     s.selected = Some(view);
@@ -1002,7 +1053,16 @@ async fn append(s: &mut Session, tag: &Tag, mailbox: &Mailbox, messages: Vec<pos
         let (bits, kws) = flag_bits(&m.flags);
         let date = m.date.map_or_else(now_unix, |d| d.unix_seconds());
         let raw = m.message.into_data();
-        let prepared = Arc::new(PreparedMessage::new(&raw, store.options()));
+        let prepared = if raw.len() <= 256 * 1024 {
+            PreparedMessage::new(&raw, store.options())
+        } else {
+            let st = store.clone();
+            match tokio::task::spawn_blocking(move || PreparedMessage::new(&raw, st.options())).await {
+                Ok(p) => p,
+                Err(_) => return s.no(tag, "[SERVERBUG] Could not store the message"),
+            }
+        };
+        let prepared = Arc::new(prepared);
         let target =
             AppendTarget { account: user.account, mailbox: info.id, flags: bits, keywords: kws, internal_date: date };
         items.push((prepared, vec![target]));
@@ -1062,7 +1122,21 @@ struct Msg {
     keywords: Vec<String>,
 }
 
-fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
+/// What a FETCH could not do.
+#[derive(Default)]
+struct FetchTrouble {
+    /// Messages expunged by another session, not yet reported to this one.
+    expunged: bool,
+    /// A message whose bytes or metadata could not be read (logged).
+    unreadable: bool,
+    /// BINARY of a part in an unknown transfer encoding.
+    unknown_cte: bool,
+    /// Messages this FETCH set \Seen on (their FLAGS were shown).
+    seen_set: Vec<Uid>,
+}
+
+fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTrouble {
+    let mut trouble = FetchTrouble::default();
     let view = s.selected.as_ref().expect("selected").clone();
     let store = s.ctx.store.clone();
     let needs_seen = !view.read_only && attrs.iter().any(FetchAttribute::sets_seen);
@@ -1075,6 +1149,7 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
         if !unseen.is_empty() {
             let _ = store.store_flags(view.account, view.mailbox, &unseen, FlagOp::Add, flag::SEEN, &[], None);
         }
+        trouble.seen_set = unseen;
     }
     let show_flags = needs_seen && !attrs.contains(&FetchAttribute::Flags);
     let msgs: HashMap<Uid, Msg> = store
@@ -1084,9 +1159,13 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
                 .collect()
         })
         .unwrap_or_default();
-    for &uid in uids {
+    'messages: for &uid in uids {
         let Some(seq) = view.seq(uid) else { continue };
-        let Some(m) = msgs.get(&uid) else { continue };
+        let Some(m) = msgs.get(&uid) else {
+            // Expunged meanwhile: RFC 9051 section 7.4.1 lets the FETCH answer NO for it.
+            trouble.expunged = true;
+            continue;
+        };
         let mut raw: Option<Vec<u8>> = None;
         let mut meta: Option<MessageMeta> = None;
         let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
@@ -1117,10 +1196,24 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
             let need_meta = need_raw
                 || matches!(a, FetchAttribute::Envelope | FetchAttribute::Body | FetchAttribute::BodyStructure);
             if need_raw && raw.is_none() {
-                raw = store.read_message(view.account, view.mailbox, uid).ok();
+                match store.read_message(view.account, view.mailbox, uid) {
+                    Ok(r) => raw = Some(r),
+                    Err(e) => {
+                        tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message");
+                        trouble.unreadable = true;
+                        continue 'messages;
+                    }
+                }
             }
             if need_meta && meta.is_none() {
-                meta = store.meta(view.account, view.mailbox, uid).ok();
+                match store.meta(view.account, view.mailbox, uid) {
+                    Ok(mm) => meta = Some(mm),
+                    Err(e) => {
+                        tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message's metadata");
+                        trouble.unreadable = true;
+                        continue 'messages;
+                    }
+                }
             }
             sep(&mut out);
             let e = &m.entry;
@@ -1200,7 +1293,10 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
                     match (&raw, &meta) {
                         (Some(r), Some(mm)) => match render::binary(r, mm, &p, partial) {
                             Ok(b) => postlog_protocol::imap::encode::encode_binary(&mut out, Some(&b)),
-                            Err(_) => out.extend_from_slice(b"NIL"),
+                            Err(_) => {
+                                trouble.unknown_cte = true;
+                                continue 'messages;
+                            }
                         },
                         _ => out.extend_from_slice(b"NIL"),
                     }
@@ -1219,6 +1315,7 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) {
         out.extend_from_slice(b")\r\n");
         s.out.extend(out);
     }
+    trouble
 }
 
 fn names(f: &[postlog_protocol::imap::AString]) -> Vec<String> {
@@ -1261,9 +1358,11 @@ fn eval(
         SearchKey::Undraft => !has(flag::DRAFT),
         SearchKey::Flagged => has(flag::FLAGGED),
         SearchKey::Unflagged => !has(flag::FLAGGED),
-        SearchKey::Seen | SearchKey::Old => has(flag::SEEN),
-        SearchKey::Unseen | SearchKey::New => !has(flag::SEEN),
-        SearchKey::Recent => false,
+        SearchKey::Seen => has(flag::SEEN),
+        SearchKey::Unseen => !has(flag::SEEN),
+        // No message is \Recent here (IMAP4rev2 dropped it): OLD is every message, NEW none.
+        SearchKey::Old => true,
+        SearchKey::Recent | SearchKey::New => false,
         SearchKey::Keyword(k) => kw(k),
         SearchKey::Unkeyword(k) => !kw(k),
         SearchKey::Larger(n) => e.size > *n,

@@ -265,6 +265,23 @@ def qresync():
     # OBJECTID: a stable MAILBOXID.
     untagged, _ = c.cmd("STATUS INBOX (MAILBOXID)")
     assert re.match(rb"\* STATUS INBOX \(MAILBOXID \(F\d+\)\)", untagged[0]), untagged
+    # A STORE shows each changed message once; .SILENT shows nothing; numbers beyond the
+    # mailbox are a BAD.
+    untagged, _ = c.cmd("STORE 1 +FLAGS (\\Answered)")
+    assert len(untagged) == 1 and b"\\Answered" in untagged[0], untagged
+    untagged, _ = c.cmd("STORE 1 -FLAGS.SILENT (\\Answered)")
+    assert untagged == [], untagged
+    untagged, done = c.cmd("FETCH 999 (FLAGS)")
+    assert done.startswith(b"t") and b" BAD " in done, done
+    # Anything but DONE ends an IDLE with a BAD.
+    c.n += 1
+    c.s.sendall(b"t%d IDLE\r\n" % c.n)
+    assert c.f.readline().startswith(b"+ ")
+    c.s.sendall(b"NOOP\r\n")
+    line = c.f.readline()
+    assert line.startswith(b"t%d BAD" % c.n), line
+    untagged, done = c.cmd("NOOP")
+    assert done.startswith(b"t%d OK" % c.n), done
     # IMAP4rev2 sessions get ESEARCH for SEARCH.
     c.cmd("ENABLE IMAP4rev2")
     untagged, _ = c.cmd("SEARCH FLAGGED")
