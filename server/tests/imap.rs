@@ -25,6 +25,7 @@ fn setup(dir: &Path) {
     run(&["domain", "add", "example.test"], None);
     run(&["user", "add", "alice@example.test", "--password-stdin"], Some("alice-secret"));
     run(&["user", "add", "bob@example.test", "--password-stdin"], Some("bob-secret"));
+    run(&["user", "add", "carol@example.test", "--password-stdin"], Some("carol-secret"));
 }
 
 fn python(server: &Server, scenario: &str) -> String {
@@ -58,6 +59,7 @@ fn imaplib_reads_flags_searches_moves_and_appends() {
     python(&server, "basics");
     python(&server, "authorization");
     python(&server, "qresync");
+    python(&server, "sort_thread");
     let idle = python(&server, "idle");
     eprintln!("{}", idle.trim());
     let (status, log) = server.stop();

@@ -10,4 +10,5 @@
 
 pub mod render;
 pub mod session;
+pub mod sort;
 pub mod view;

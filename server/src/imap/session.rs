@@ -70,6 +70,7 @@ fn capabilities(s: &Session) -> String {
     caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
     caps.extend(["STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE"]);
     caps.extend(["UTF8=ACCEPT", "SEARCHRES", "OBJECTID", "SAVEDATE", "CREATE-SPECIAL-USE"]);
+    caps.extend(["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]);
     let mut out = caps.join(" ");
     out.push_str(&format!(" APPENDLIMIT={APPEND_LIMIT}"));
     if s.user.is_none() {
@@ -633,9 +634,7 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             encode_continuation(&mut s.out, "idling");
             s.idling = Some(tag);
         }
-        CommandBody::Compress { .. } | CommandBody::Sort { .. } | CommandBody::Thread { .. } => {
-            s.bad(&tag, &format!("{} is not implemented yet", body.name()))
-        }
+        CommandBody::Compress { .. } => s.bad(&tag, &format!("{} is not implemented yet", body.name())),
         _ if !selected => s.bad(&tag, "No mailbox selected"),
         CommandBody::Fetch { uid: false, sequence_set: set, .. }
         | CommandBody::Store { uid: false, sequence_set: set, .. }
@@ -763,6 +762,12 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         CommandBody::Move { uid, sequence_set, mailbox } => copy(s, &tag, uid, &sequence_set, &mailbox, true),
         CommandBody::Search { uid, return_options, criteria, .. } => {
             search(s, &tag, uid, return_options, &criteria);
+        }
+        CommandBody::Sort { uid, sort, criteria, .. } => {
+            sort_or_thread(s, &tag, uid, &criteria, SortOrThread::Sort(sort));
+        }
+        CommandBody::Thread { uid, algorithm, criteria, .. } => {
+            sort_or_thread(s, &tag, uid, &criteria, SortOrThread::Thread(algorithm));
         }
     }
 }
@@ -1504,8 +1509,9 @@ impl Lazy {
     }
 }
 
-fn search(s: &mut Session, tag: &Tag, uid: bool, returns: Option<Vec<SearchReturn>>, criteria: &[SearchKey]) {
-    let view = s.selected.as_ref().expect("selected").clone();
+/// The messages of the selected mailbox that match `criteria`, in sequence order.
+fn search_hits(s: &Session, criteria: &[SearchKey]) -> Vec<(u32, MessageEntry)> {
+    let view = s.selected.as_ref().expect("selected");
     let (entries, kws) = s
         .ctx
         .store
@@ -1516,13 +1522,61 @@ fn search(s: &mut Session, tag: &Tag, uid: bool, returns: Option<Vec<SearchRetur
         .unwrap_or_default();
     let key = SearchKey::And(criteria.to_vec());
     let mut lazy = Lazy::default();
-    let mut hits: Vec<u32> = Vec::new();
-    for e in &entries {
+    let mut hits = Vec::new();
+    for e in entries {
         let Some(seq) = view.seq(e.uid) else { continue };
-        if eval(s, &view, seq, e, &key, &kws, &mut lazy) {
-            hits.push(if uid { e.uid } else { seq });
+        if eval(s, view, seq, &e, &key, &kws, &mut lazy) {
+            hits.push((seq, e));
         }
     }
+    hits
+}
+
+fn sort_or_thread(s: &mut Session, tag: &Tag, uid: bool, criteria: &[SearchKey], how: SortOrThread) {
+    let view = s.selected.as_ref().expect("selected").clone();
+    let items: Vec<super::sort::Item> = search_hits(s, criteria)
+        .into_iter()
+        .map(|(seq, e)| super::sort::Item {
+            id: if uid { e.uid } else { seq },
+            seq,
+            internal_date: e.internal_date,
+            size: e.size,
+            meta: s.ctx.store.meta(view.account, view.mailbox, e.uid).ok(),
+        })
+        .collect();
+    let label = match how {
+        SortOrThread::Sort(_) => "SORT",
+        SortOrThread::Thread(_) => "THREAD",
+    };
+    match how {
+        SortOrThread::Sort(criteria) => {
+            let ids = super::sort::sort(items, &criteria);
+            let list: String = ids.iter().map(|n| format!(" {n}")).collect();
+            s.line(&format!("* SORT{list}"));
+        }
+        SortOrThread::Thread(algorithm) => {
+            let threads = match algorithm {
+                postlog_protocol::imap::ThreadAlgorithm::OrderedSubject => super::sort::ordered_subject(&items),
+                postlog_protocol::imap::ThreadAlgorithm::References => super::sort::references(&items),
+            };
+            let text = super::sort::encode_threads(&threads);
+            s.line(&format!("* THREAD{}{text}", if text.is_empty() { "" } else { " " }));
+        }
+    }
+    s.updates(false);
+    s.ok(tag, &format!("{}{label} completed", if uid { "UID " } else { "" }));
+}
+
+enum SortOrThread {
+    Sort(Vec<postlog_protocol::imap::SortCriterion>),
+    Thread(postlog_protocol::imap::ThreadAlgorithm),
+}
+
+fn search(s: &mut Session, tag: &Tag, uid: bool, returns: Option<Vec<SearchReturn>>, criteria: &[SearchKey]) {
+    let view = s.selected.as_ref().expect("selected").clone();
+    let found = search_hits(s, criteria);
+    let hits: Vec<u32> = found.iter().map(|(seq, e)| if uid { e.uid } else { *seq }).collect();
+    let entries: Vec<MessageEntry> = found.iter().map(|(_, e)| *e).collect();
     let uids_hit: Vec<Uid> = entries
         .iter()
         .filter(|e| view.seq(e.uid).is_some_and(|seq| hits.contains(&if uid { e.uid } else { seq })))

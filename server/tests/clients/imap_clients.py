@@ -316,7 +316,36 @@ def mbsync_server_state():
     print("mbsync_server_state ok")
 
 
-SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, mbsync_server_changes,
+def sort_thread():
+    """SORT and THREAD on a fresh user's mailbox."""
+    def send(subject, mid, refs=""):
+        with smtplib.SMTP(HOST, PORTS["smtp"], timeout=30) as smtp:
+            extra = f"References: {refs}\r\n" if refs else ""
+            smtp.sendmail("x@remote.test", ["carol@example.test"],
+                          f"Subject: {subject}\r\nMessage-ID: {mid}\r\n{extra}From: {subject[-1]}@remote.test\r\n\r\nx\r\n".encode())
+    send("Lunch b", "<1@x>")
+    send("Re: Lunch b", "<2@x>", "<1@x>")
+    send("Agenda a", "<3@x>")
+    send("Re: Lunch b", "<4@x>", "<1@x> <2@x>")
+    c = Raw()
+    c.cmd("LOGIN carol@example.test carol-secret")
+    c.cmd("SELECT INBOX")
+    untagged, done = c.cmd("SORT (SUBJECT) UTF-8 ALL")
+    assert untagged == [b"* SORT 3 1 2 4\r\n"], untagged
+    # Arrived in the same second: equal keys keep sequence order, REVERSE or not (RFC 5256).
+    untagged, _ = c.cmd("SORT (REVERSE ARRIVAL) UTF-8 ALL")
+    assert untagged == [b"* SORT 1 2 3 4\r\n"], untagged
+    untagged, _ = c.cmd("THREAD REFERENCES UTF-8 ALL")
+    assert untagged == [b"* THREAD (1 2 4)(3)\r\n"], untagged
+    untagged, _ = c.cmd("THREAD ORDEREDSUBJECT UTF-8 ALL")
+    assert untagged == [b"* THREAD (1 (2)(4))(3)\r\n"], untagged
+    untagged, done = c.cmd("UID SORT (FROM) UTF-8 NOT SUBJECT agenda")
+    assert len(untagged) == 1 and untagged[0].startswith(b"* SORT ") and len(untagged[0].split()) == 5, untagged
+    c.cmd("LOGOUT")
+    print("sort_thread ok")
+
+
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, mbsync_server_changes,
                                       mbsync_server_state]}
 
 if __name__ == "__main__":
