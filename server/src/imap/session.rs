@@ -760,14 +760,15 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
         }
         CommandBody::Copy { uid, sequence_set, mailbox } => copy(s, &tag, uid, &sequence_set, &mailbox, false),
         CommandBody::Move { uid, sequence_set, mailbox } => copy(s, &tag, uid, &sequence_set, &mailbox, true),
+        // Searches read and decode messages: long CPU work, off the async worker's queue.
         CommandBody::Search { uid, return_options, criteria, .. } => {
-            search(s, &tag, uid, return_options, &criteria);
+            tokio::task::block_in_place(|| search(s, &tag, uid, return_options, &criteria));
         }
         CommandBody::Sort { uid, sort, criteria, .. } => {
-            sort_or_thread(s, &tag, uid, &criteria, SortOrThread::Sort(sort));
+            tokio::task::block_in_place(|| sort_or_thread(s, &tag, uid, &criteria, SortOrThread::Sort(sort)));
         }
         CommandBody::Thread { uid, algorithm, criteria, .. } => {
-            sort_or_thread(s, &tag, uid, &criteria, SortOrThread::Thread(algorithm));
+            tokio::task::block_in_place(|| sort_or_thread(s, &tag, uid, &criteria, SortOrThread::Thread(algorithm)));
         }
     }
 }
@@ -1328,7 +1329,49 @@ fn names(f: &[postlog_protocol::imap::AString]) -> Vec<String> {
 }
 
 fn contains_ci(hay: &str, needle: &str) -> bool {
+    if needle.is_ascii() {
+        return contains_ascii_ci(hay.as_bytes(), needle.as_bytes());
+    }
     hay.to_lowercase().contains(&needle.to_lowercase())
+}
+
+/// Case-insensitive (ASCII) substring search without allocating.
+fn contains_ascii_ci(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let first = needle[0].to_ascii_lowercase();
+    let upper = needle[0].to_ascii_uppercase();
+    let last = hay.len().saturating_sub(needle.len());
+    let mut i = 0;
+    while i <= last && hay.len() >= needle.len() {
+        let b = hay[i];
+        if (b == first || b == upper) && hay[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Whether the stored bytes are already the decoded text: no encoded words in the header, no
+/// part in base64 or quoted-printable, no charset but ASCII or UTF-8. Then text searches
+/// compare with the bytes as they are and skip decoding.
+fn is_plain(meta: &MessageMeta, raw: &[u8]) -> bool {
+    fn part_plain(p: &postlog_engine::meta::BodyPart) -> bool {
+        let enc_ok = p.encoding.as_deref().is_none_or(|e| {
+            let e = e.trim();
+            e.eq_ignore_ascii_case("7bit") || e.eq_ignore_ascii_case("8bit") || e.eq_ignore_ascii_case("binary")
+        });
+        let charset_ok = p.params.iter().filter(|(k, _)| k == "charset").all(|(_, v)| {
+            v.eq_ignore_ascii_case("us-ascii") || v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
+        });
+        let text = p.content_type == "text" || p.content_type == "multipart" || p.content_type == "message";
+        let html = p.content_type == "text" && p.subtype == "html";
+        enc_ok && charset_ok && text && !html && p.subparts().iter().all(part_plain)
+    }
+    let header = &raw[..(meta.header_len as usize).min(raw.len())];
+    !header.windows(2).any(|w| w == b"=?") && part_plain(&meta.body)
 }
 
 fn astr(a: &postlog_protocol::imap::AString) -> String {
@@ -1403,11 +1446,20 @@ fn eval(
                 })
             })
         }
-        SearchKey::Body(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.body, &astr(x))),
-        SearchKey::Text(x) => {
+        SearchKey::Body(x) | SearchKey::Text(x) => {
             let needle = astr(x);
+            let body_only = matches!(key, SearchKey::Body(_));
+            if lazy.plain(s, view, e.uid) {
+                // The bytes are the text: search them as they are.
+                let raw = lazy.raw(s, view, e.uid).expect("plain implies readable");
+                let from = if body_only { postlog_server_header_len(raw) } else { 0 };
+                return match std::str::from_utf8(&raw[from..]) {
+                    Ok(text) => contains_ci(text, &needle),
+                    Err(_) => contains_ci(&String::from_utf8_lossy(&raw[from..]), &needle),
+                };
+            }
             lazy.decoded(s, view, e.uid)
-                .is_some_and(|d| contains_ci(&d.header, &needle) || contains_ci(&d.body, &needle))
+                .is_some_and(|d| contains_ci(&d.body, &needle) || (!body_only && contains_ci(&d.header, &needle)))
         }
         SearchKey::Uid(SequenceSet::Saved) | SearchKey::SequenceSet(SequenceSet::Saved) => s.saved.contains(&e.uid),
         SearchKey::Uid(set) => set.contains(e.uid, view.last_uid()),
@@ -1495,6 +1547,12 @@ impl Lazy {
         self.raw.get_or_insert_with(|| s.ctx.store.read_message(view.account, view.mailbox, uid).ok()).as_ref()
     }
 
+    /// Whether the message needs no decoding for text searches (see [`is_plain`]).
+    fn plain(&mut self, s: &Session, view: &View, uid: Uid) -> bool {
+        let Some(meta) = self.meta(s, view, uid).cloned() else { return false };
+        self.raw(s, view, uid).is_some_and(|r| is_plain(&meta, r))
+    }
+
     fn decoded(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&Decoded> {
         if self.uid != uid || self.decoded.is_none() {
             let d = self.raw(s, view, uid).map(|r| decode_for_search(r));
@@ -1521,15 +1579,27 @@ fn search_hits(s: &Session, criteria: &[SearchKey]) -> Vec<(u32, MessageEntry)> 
         })
         .unwrap_or_default();
     let key = SearchKey::And(criteria.to_vec());
-    let mut lazy = Lazy::default();
-    let mut hits = Vec::new();
-    for e in entries {
-        let Some(seq) = view.seq(e.uid) else { continue };
-        if eval(s, view, seq, &e, &key, &kws, &mut lazy) {
-            hits.push((seq, e));
+    let run = |chunk: &[MessageEntry]| {
+        let mut lazy = Lazy::default();
+        let mut hits = Vec::new();
+        for e in chunk {
+            let Some(seq) = view.seq(e.uid) else { continue };
+            if eval(s, view, seq, e, &key, &kws, &mut lazy) {
+                hits.push((seq, *e));
+            }
         }
+        hits
+    };
+    // Big mailboxes are searched on every core (each message is read and maybe decoded).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if entries.len() < 2000 || threads < 2 {
+        return run(&entries);
     }
-    hits
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries.chunks(chunk).map(|c| scope.spawn(move || run(c))).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
 }
 
 fn sort_or_thread(s: &mut Session, tag: &Tag, uid: bool, criteria: &[SearchKey], how: SortOrThread) {
