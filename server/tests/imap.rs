@@ -60,6 +60,7 @@ fn imaplib_reads_flags_searches_moves_and_appends() {
     python(&server, "authorization");
     python(&server, "qresync");
     python(&server, "sort_thread");
+    python(&server, "compress");
     let idle = python(&server, "idle");
     eprintln!("{}", idle.trim());
     let (status, log) = server.stop();

@@ -63,6 +63,67 @@ struct Session {
     tls: bool,
     /// The client's address and whether the connection is TLS (for the mechanisms offered).
     peer: Peer,
+    /// COMPRESS=DEFLATE (RFC 4978) is active: both directions are raw deflate streams.
+    deflate: Option<Deflate>,
+    /// The COMPRESS command's OK is queued: compression starts after it is written.
+    start_deflate: bool,
+}
+
+/// The two halves of a COMPRESS=DEFLATE stream.
+struct Deflate {
+    inflate: flate2::Decompress,
+    deflate: flate2::Compress,
+}
+
+impl Deflate {
+    fn new() -> Deflate {
+        Deflate {
+            inflate: flate2::Decompress::new(false),
+            deflate: flate2::Compress::new(flate2::Compression::fast(), false),
+        }
+    }
+
+    /// Inflates what the client sent; `Err` on a broken stream.
+    fn inflate(&mut self, input: &[u8]) -> Result<Vec<u8>, flate2::DecompressError> {
+        let mut out = Vec::with_capacity(input.len() * 4 + 64);
+        let mut pos = 0;
+        loop {
+            let before_in = self.inflate.total_in();
+            if out.capacity() - out.len() < 4096 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let before_out = out.len();
+            self.inflate.decompress_vec(&input[pos..], &mut out, flate2::FlushDecompress::Sync)?;
+            let used = (self.inflate.total_in() - before_in) as usize;
+            pos += used;
+            if pos >= input.len() && out.len() < out.capacity() {
+                return Ok(out);
+            }
+            if used == 0 && out.len() == before_out && out.len() < out.capacity() {
+                // The stream ended and bytes follow it: not a COMPRESS stream any more.
+                return Err(flate2::Decompress::new(false)
+                    .decompress(&[0xff, 0xff], &mut [0u8; 8], flate2::FlushDecompress::Finish)
+                    .expect_err("an invalid block is an error"));
+            }
+        }
+    }
+
+    /// Deflates a response, flushed so the client can read it whole.
+    fn deflate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        let mut pos = 0;
+        loop {
+            let before_in = self.deflate.total_in();
+            if out.capacity() - out.len() < 1024 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let _ = self.deflate.compress_vec(&input[pos..], &mut out, flate2::FlushCompress::Sync);
+            pos += (self.deflate.total_in() - before_in) as usize;
+            if pos >= input.len() && out.len() < out.capacity() {
+                return out;
+            }
+        }
+    }
 }
 
 fn capabilities(s: &Session) -> String {
@@ -70,7 +131,7 @@ fn capabilities(s: &Session) -> String {
     caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
     caps.extend(["STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE"]);
     caps.extend(["UTF8=ACCEPT", "SEARCHRES", "OBJECTID", "SAVEDATE", "CREATE-SPECIAL-USE"]);
-    caps.extend(["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]);
+    caps.extend(["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE"]);
     let mut out = caps.join(" ");
     out.push_str(&format!(" APPENDLIMIT={APPEND_LIMIT}"));
     if s.user.is_none() {
@@ -230,6 +291,8 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         saved: Vec::new(),
         tls: conn.is_tls(),
         peer: peer(&conn),
+        deflate: None,
+        start_deflate: false,
     };
     let caps = capabilities(&s);
     s.line(&format!("* OK [CAPABILITY {caps}] {} Postlog IMAP ready", ctx.hostname()));
@@ -348,7 +411,16 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         tokio::select! {
             r = conn.read_idle(&mut buf) => match r {
                 Ok(0) => break,
-                Ok(n) => framer.handle_bytes(&buf[..n]),
+                Ok(n) => match s.deflate.as_mut() {
+                    None => framer.handle_bytes(&buf[..n]),
+                    Some(d) => match d.inflate(&buf[..n]) {
+                        Ok(plain) => framer.handle_bytes(&plain),
+                        Err(_) => {
+                            tracing::info!(session = conn.session_id(), "broken COMPRESS stream; closing");
+                            break;
+                        }
+                    },
+                },
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     s.status(Status::bye("Autologout; idle for too long"));
                     let _ = flush(&mut conn, &mut s).await;
@@ -381,7 +453,14 @@ async fn flush(conn: &mut Connection, s: &mut Session) -> std::io::Result<()> {
     if s.out.is_empty() {
         return Ok(());
     }
-    let out = std::mem::take(&mut s.out);
+    let mut out = std::mem::take(&mut s.out);
+    if let Some(d) = s.deflate.as_mut() {
+        out = d.deflate(&out);
+    }
+    if std::mem::take(&mut s.start_deflate) {
+        // The COMPRESS OK itself goes out uncompressed; everything after it is compressed.
+        s.deflate = Some(Deflate::new());
+    }
     let limit = conn.idle_timeout();
     with_idle_timeout(limit, async {
         conn.write_all(&out).await?;
@@ -634,7 +713,17 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             encode_continuation(&mut s.out, "idling");
             s.idling = Some(tag);
         }
-        CommandBody::Compress { .. } => s.bad(&tag, &format!("{} is not implemented yet", body.name())),
+        CommandBody::Compress { .. } => {
+            if s.deflate.is_some() || s.start_deflate {
+                s.status(
+                    Status::tagged(tag, StatusKind::No, "Compression is already active")
+                        .with_code(Code::CompressionActive),
+                );
+            } else {
+                s.ok(&tag, "DEFLATE active");
+                s.start_deflate = true;
+            }
+        }
         _ if !selected => s.bad(&tag, "No mailbox selected"),
         CommandBody::Fetch { uid: false, sequence_set: set, .. }
         | CommandBody::Store { uid: false, sequence_set: set, .. }

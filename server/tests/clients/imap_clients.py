@@ -345,7 +345,42 @@ def sort_thread():
     print("sort_thread ok")
 
 
-SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, mbsync_server_changes,
+def compress():
+    """COMPRESS=DEFLATE (RFC 4978): after the OK, both directions are raw deflate."""
+    import zlib
+    s = socket.create_connection((HOST, PORTS["imap"]), timeout=30)
+    f = s.makefile("rb")
+    assert b"COMPRESS=DEFLATE" in f.readline()
+    s.sendall(b"a LOGIN alice@example.test alice-secret\r\n")
+    while not f.readline().startswith(b"a OK"):
+        pass
+    s.sendall(b"b COMPRESS DEFLATE\r\n")
+    assert f.readline() == b"b OK DEFLATE active\r\n"
+    out = zlib.compressobj(6, zlib.DEFLATED, -15)
+    inflate = zlib.decompressobj(-15)
+    def send(line):
+        s.sendall(out.compress(line) + out.flush(zlib.Z_SYNC_FLUSH))
+    def read_until(tag):
+        text = b""
+        while not re.search(rb"(^|\r\n)" + tag + rb" ", text):
+            chunk = s.recv(65536)
+            assert chunk, text
+            text += inflate.decompress(chunk)
+        return text
+    send(b"c SELECT INBOX\r\n")
+    text = read_until(b"c")
+    assert b"c OK [READ-WRITE]" in text, text
+    send(b"d FETCH 1:* (BODY.PEEK[])\r\n")
+    text = read_until(b"d")
+    assert b"d OK" in text and b"Received: from" in text, text[:500]
+    send(b"e COMPRESS DEFLATE\r\n")
+    assert b"e NO [COMPRESSIONACTIVE]" in read_until(b"e")
+    send(b"f LOGOUT\r\n")
+    assert b"f OK" in read_until(b"f")
+    print("compress ok")
+
+
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, compress, mbsync_server_changes,
                                       mbsync_server_state]}
 
 if __name__ == "__main__":
