@@ -186,3 +186,85 @@ fn plain_text_logins_need_tls_when_loopback_does_not_count() {
     let (status, _) = server.stop();
     assert_eq!(status.code(), Some(0));
 }
+
+fn deliver_corpus(server: &Server, to: &str, n: usize) {
+    let script = format!(
+        "import smtplib, glob, sys\nfiles = sorted(glob.glob('{}/*/*'))[:{n}]\n\
+         s = smtplib.SMTP('127.0.0.1', {})\nfor f in files:\n    s.sendmail('x@remote.test', ['{to}'], open(f, 'rb').read().replace(b'\\r\\n', b'\\n').replace(b'\\n', b'\\r\\n'))\ns.quit()\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus"),
+        server.ports["smtp"],
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn offlineimap_and_fetchmail_retrieve_the_mail() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "");
+    deliver_corpus(&server, "alice@example.test", 120);
+    deliver_corpus(&server, "bob@example.test", 80);
+    let port = server.ports["imap"];
+
+    // offlineimap: a one-shot sync of alice's folders into a Maildir.
+    let mail = tmp.path().join("offlineimap-mail");
+    let config = tmp.path().join("offlineimaprc");
+    std::fs::write(
+        &config,
+        format!(
+            "[general]\naccounts = A\nmetadata = {meta}\n\n[Account A]\nlocalrepository = L\nremoterepository = R\n\n\
+             [Repository L]\ntype = Maildir\nlocalfolders = {mail}\n\n[Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\n\
+             remoteport = {port}\nremoteuser = alice@example.test\nremotepass = alice-secret\nssl = no\nstarttls = no\n",
+            meta = s(&tmp.path().join("offlineimap-meta")),
+            mail = s(&mail),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("offlineimap")
+        .args(["-c", s(&config), "-o", "-u", "basic"])
+        .output()
+        .expect("offlineimap runs (scripts/test.sh installs offlineimap3)");
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success() && !log.contains("ERROR"), "{log}");
+    let count = |dir: &Path| {
+        ["cur", "new"].iter().map(|d| std::fs::read_dir(dir.join(d)).map_or(0, |r| r.count())).sum::<usize>()
+    };
+    assert_eq!(count(&mail.join("INBOX")), 120, "{log}");
+    for folder in ["Drafts", "Sent", "Junk", "Trash", "Archive"] {
+        assert!(mail.join(folder).is_dir(), "{folder} synced: {log}");
+    }
+
+    // fetchmail: bob's mail fetched over IMAP and deleted from the server.
+    let rc = tmp.path().join("fetchmailrc");
+    let bsmtp = tmp.path().join("fetched.bsmtp");
+    std::fs::write(
+        &rc,
+        format!(
+            "set no syslog\npoll 127.0.0.1 protocol IMAP port {port} user \"bob@example.test\" password \"bob-secret\" \
+             options fetchall nokeep sslproto ''\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new("fetchmail")
+        .args(["-f", s(&rc), "--bsmtp", s(&bsmtp), "--nodetach", "--nosyslog"])
+        .env("HOME", tmp.path())
+        .output()
+        .expect("fetchmail runs (scripts/test.sh installs it)");
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    let fetched = text(&std::fs::read(&bsmtp).unwrap());
+    assert_eq!(fetched.matches("\nMAIL FROM:").count() + usize::from(fetched.starts_with("MAIL FROM:")), 80, "{log}");
+    let state = {
+        let script = format!(
+            "import imaplib\nm = imaplib.IMAP4('127.0.0.1', {port})\nm.login('bob@example.test', 'bob-secret')\nprint(m.select('INBOX')[1][0].decode())\n"
+        );
+        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        text(&out.stdout).trim().to_string()
+    };
+    assert_eq!(state, "0", "fetchmail deleted what it fetched");
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
+}
