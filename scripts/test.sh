@@ -12,7 +12,8 @@ if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 # postfix: a real MTA relaying to Postlog (SMTP, LMTP) and smtp-source for volume.
 # isync: mbsync, a real IMAP sync client.
 # offlineimap3, fetchmail: more real IMAP clients.
-PACKAGES=(ca-certificates python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix isync offlineimap3 fetchmail)
+# neomutt, tmux: a terminal mail client driven under tmux.
+PACKAGES=(ca-certificates python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix isync offlineimap3 fetchmail neomutt tmux)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

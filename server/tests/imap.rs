@@ -268,3 +268,71 @@ fn offlineimap_and_fetchmail_retrieve_the_mail() {
     let (status, _) = server.stop();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Runs `tmux` with a private socket under `dir`.
+fn tmux(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .arg("-S")
+        .arg(dir.join("tmux.sock"))
+        .args(args)
+        .output()
+        .expect("tmux runs (scripts/test.sh installs it)");
+    text(&out.stdout)
+}
+
+#[test]
+fn neomutt_under_tmux_lists_reads_and_deletes() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "");
+    deliver_corpus(&server, "alice@example.test", 5);
+    let muttrc = tmp.path().join("muttrc");
+    std::fs::write(
+        &muttrc,
+        format!(
+            "set folder = \"imap://alice%40example.test@127.0.0.1:{port}/\"\nset imap_pass = \"alice-secret\"\n\
+             set spoolfile = \"+INBOX\"\nset ssl_starttls = no\nset ssl_force_tls = no\nset sort = date\n\
+             set mail_check = 1\nset timeout = 1\nset confirmappend = no\nset delete = yes\nset quit = yes\n\
+             set header_cache = \"\"\nset message_cachedir = \"\"\nset index_format = \"%4C %-20.20F %s\"\n",
+            port = server.ports["imap"]
+        ),
+    )
+    .unwrap();
+    let cmd = format!("neomutt -n -F {}", s(&muttrc));
+    tmux(tmp.path(), &["new-session", "-d", "-x", "160", "-y", "40", &cmd]);
+    let screen = |stage: &str, pred: &dyn Fn(&str) -> bool| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let shown = tmux(tmp.path(), &["capture-pane", "-p"]);
+            if pred(&shown) {
+                return shown;
+            }
+            assert!(std::time::Instant::now() < deadline, "neomutt never showed {stage}; screen:\n{shown}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    // The index lists the five messages.
+    let listed = |s: &str| s.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count();
+    let shown = screen("the index", &|s| listed(s) >= 5 && s.contains("New Sequences Window"));
+    assert!(shown.contains("INBOX"), "{shown}");
+    // Open the first message, back to the index, delete it, sync ($).
+    tmux(tmp.path(), &["send-keys", "Enter"]);
+    screen("a message", &|s| s.contains("Subject:") || s.contains("From:"));
+    tmux(tmp.path(), &["send-keys", "q"]);
+    screen("the index again", &|s| listed(s) >= 5);
+    tmux(tmp.path(), &["send-keys", "d", "$"]);
+    // The first message (by date) is gone from the index once neomutt synced.
+    screen("the index after the delete", &|s| !s.contains("New Sequences Window") && s.contains("Moscow bomber"));
+    tmux(tmp.path(), &["send-keys", "q"]);
+    tmux(tmp.path(), &["kill-server"]);
+    let script = format!(
+        "import imaplib\nm = imaplib.IMAP4('127.0.0.1', {})\nm.login('alice@example.test', 'alice-secret')\n\
+         print(m.select('INBOX')[1][0].decode(), m.search(None, 'SEEN')[1][0].decode())\n",
+        server.ports["imap"]
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert_eq!(text(&out.stdout).trim(), "4", "the deletion reached the server: {}", text(&out.stderr));
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(log.iter().any(|l| l.contains("authenticated") && l.contains("alice@example.test")), "{log:?}");
+}
