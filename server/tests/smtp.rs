@@ -7,24 +7,15 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{Server, postlog, s, text};
+use common::{Server, postlog, run_ok, s, text};
 use postlog_engine::{Options, Store};
 
 /// Creates example.test with alice and bob, and team@ for both, before the server starts.
 fn setup(dir: &Path) {
     let data = dir.join("data");
-    let run = |args: &[&str], stdin: Option<&str>| {
-        let mut c = postlog();
-        c.args(args).args(["--data", s(&data)]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "postlog {args:?}: {}", text(&out.stderr));
-    };
+    let run = |args: &[&str], stdin: Option<&str>| run_ok(&data, args, stdin);
     run(&["domain", "add", "example.test"], None);
     run(&["user", "add", "alice@example.test", "--password-stdin"], Some("alice-secret"));
     run(&["user", "add", "bob@example.test", "--password-stdin"], Some("bob-secret"));

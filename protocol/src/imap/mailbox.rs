@@ -122,11 +122,14 @@ fn decode_name(name: &[u8], utf8: bool) -> Result<String, MailboxNameError> {
 
 /// Decodes modified UTF-7 (RFC 3501 section 5.1.3): printable ASCII stands for itself, `&-` is
 /// `&`, and `&...-` holds UTF-16 in base64 with `,` for `/` and no padding. Strict: a shift
-/// that encodes printable ASCII, or leaves non-zero bits, is an error, so each name has one
-/// encoding.
+/// that encodes printable ASCII, leaves non-zero bits, or directly follows another shift (two
+/// runs where the encoder writes one) is an error, so each name has one encoding and odd
+/// spellings cannot alias another name.
 pub fn decode_modified_utf7(name: &[u8]) -> Result<String, MailboxNameError> {
     let mut out = String::with_capacity(name.len());
     let mut i = 0;
+    // Where the last non-empty shifted run ended.
+    let mut shift_end: Option<usize> = None;
     while i < name.len() {
         let b = name[i];
         if b >= 0x80 {
@@ -148,7 +151,11 @@ pub fn decode_modified_utf7(name: &[u8]) -> Result<String, MailboxNameError> {
         if shifted.is_empty() {
             out.push('&');
         } else {
+            if shift_end == Some(i) {
+                return Err(bad);
+            }
             decode_shifted(shifted, &mut out).map_err(|()| bad)?;
+            shift_end = Some(i + len + 2);
         }
         i += len + 2;
     }

@@ -185,3 +185,16 @@ impl Drop for Server {
         }
     }
 }
+
+/// Runs `postlog ARGS --data DATA` with `stdin`, and checks that it succeeds.
+pub fn run_ok(data: &Path, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut c = postlog();
+    c.args(args).args(["--data", s(data)]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "postlog {args:?}: {}", text(&out.stderr));
+}
