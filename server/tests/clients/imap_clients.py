@@ -143,6 +143,22 @@ def authorization():
         assert typ == "NO", (name, typ)
     listing = b"\n".join(ok(m.list('""', "*")))
     assert b"bob" not in listing, listing
+    # Path tricks, wildcards, odd UTF-7 and very long names reach nothing of bob's.
+    tricks = ['"bob@example.test/INBOX"', '"../bob@example.test/INBOX"', '"/bob@example.test/INBOX"',
+              '"INBOX/../../bob@example.test/INBOX"', '"%"', '"*"', '"&AGI-&AGI-"', '"&Jjo"',
+              '"' + "x" * 2000 + '"', '"#shared/bob/INBOX"', '"~bob/INBOX"']
+    for name in tricks:
+        for cmd in ["SELECT", "EXAMINE", "STATUS", "DELETE"]:
+            args = (name, "(MESSAGES)") if cmd == "STATUS" else (name,)
+            typ, data = m._simple_command(cmd, *args)
+            assert typ in ("NO", "BAD"), (cmd, name, typ, data)
+        typ, data = m.append(name, None, None, b"Subject: planted\r\n\r\nx\r\n")
+        assert typ in ("NO", "BAD"), ("APPEND", name, typ, data)
+        typ, data = m.rename(name, '"stolen"')
+        assert typ in ("NO", "BAD"), ("RENAME", name, typ, data)
+    for pattern in ['"*"', '"%"', '"../*"', '"/*"', '"~bob/*"', '"#shared/*"', '"bob*"']:
+        listing = b"\n".join(x for x in ok(m.list('""', pattern)) if x)
+        assert b"bob" not in listing, (pattern, listing)
     ok(m.select("INBOX"))
     assert ok(m.search(None, "SUBJECT", "\"for bob only\"")) == [b""]
     assert m.logout()[0] == "BYE"
@@ -150,6 +166,9 @@ def authorization():
     ok(b.login("bob@example.test", "bob-secret"))
     ok(b.select("INBOX"))
     assert ok(b.search(None, "SUBJECT", "\"for bob only\"")) != [b""]
+    assert ok(b.search(None, "SUBJECT", "planted")) == [b""]
+    listing = b"\n".join(ok(b.list('""', "*")))
+    assert b"stolen" not in listing, listing
     assert b.logout()[0] == "BYE"
     print("authorization ok")
 
