@@ -52,6 +52,7 @@ fn imaplib_reads_flags_searches_moves_and_appends() {
     python(&server, "qresync");
     python(&server, "sort_thread");
     python(&server, "compress");
+    eprintln!("{}", python(&server, "model").trim());
     let idle = python(&server, "idle");
     eprintln!("{}", idle.trim());
     let (status, log) = server.stop();

@@ -399,7 +399,114 @@ def compress():
     print("compress ok")
 
 
-SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, compress, mbsync_server_changes,
+class Model:
+    """What one session has been told: the UID at each sequence number (None: not yet known)."""
+
+    def __init__(self, conn):
+        self.c = conn
+        self.uids = []
+
+    def apply(self, untagged, command):
+        for line in untagged:
+            m = re.match(rb"\* (\d+) EXPUNGE", line)
+            if m:
+                assert not command.startswith(("FETCH", "STORE", "SEARCH")), (command, line)
+                del self.uids[int(m.group(1)) - 1]
+                continue
+            m = re.match(rb"\* (\d+) EXISTS", line)
+            if m:
+                n = int(m.group(1))
+                assert n >= len(self.uids), (command, line, len(self.uids))
+                self.uids.extend([None] * (n - len(self.uids)))
+                continue
+            m = re.match(rb"\* (\d+) FETCH \(.*UID (\d+)", line)
+            if m:
+                seq, uid = int(m.group(1)), int(m.group(2))
+                assert 1 <= seq <= len(self.uids), (command, line, len(self.uids))
+                assert self.uids[seq - 1] in (None, uid), (command, line, self.uids[seq - 1])
+                self.uids[seq - 1] = uid
+
+    def run(self, command):
+        untagged, done = self.c.cmd(command)
+        assert b" OK" in done or b" NO" in done, (command, done)
+        self.apply(untagged, command)
+        return untagged
+
+    def check(self):
+        """Every sequence number the session was told of has its UID known after FETCH 1:*."""
+        self.run("NOOP")
+        for _ in range(5):
+            if not self.uids:
+                return
+            untagged = self.run("FETCH 1:* (UID)")
+            # (Updates may follow the FETCH: a new message's EXISTS, another session's flags.)
+            if all(u is not None for u in self.uids):
+                break
+        assert all(u is not None for u in self.uids), self.uids
+        assert self.uids == sorted(self.uids) and len(set(self.uids)) == len(self.uids), self.uids
+
+
+def model():
+    """Several sessions on one mailbox, random commands, SMTP deliveries meanwhile: each
+    session's sequence numbers stay consistent with what it was told (a model per session)."""
+    for seed in range(1, 6):
+        model_run(seed)
+    print("model ok")
+
+
+def model_run(seed):
+    import random
+    rng = random.Random(seed)
+    sessions = []
+    for _ in range(3):
+        c = Raw()
+        c.cmd("LOGIN carol@example.test carol-secret")
+        m = Model(c)
+        m.run("SELECT INBOX")
+        sessions.append(m)
+    for step in range(300):
+        m = rng.choice(sessions)
+        n = len(m.uids)
+        action = rng.choice(["append", "deliver", "store", "delete", "expunge", "noop", "fetch", "search", "check"])
+        if action == "append":
+            m.c.n += 1
+            body = b"Subject: model %d\r\n\r\nx\r\n" % step
+            m.c.s.sendall(b"t%d APPEND INBOX {%d+}\r\n" % (m.c.n, len(body)) + body + b"\r\n")
+            lines = []
+            while True:
+                line = m.c.f.readline()
+                if line.startswith(b"t%d " % m.c.n):
+                    break
+                lines.append(line)
+            m.apply(lines, "APPEND")
+        elif action == "deliver":
+            deliver(f"model delivery {step}", to="carol@example.test")
+        elif action == "store" and n:
+            m.run(f"STORE {rng.randint(1, n)} +FLAGS (\\Flagged)")
+        elif action == "delete" and n:
+            m.run(f"STORE {rng.randint(1, n)} +FLAGS.SILENT (\\Deleted)")
+        elif action == "expunge":
+            m.run("EXPUNGE")
+        elif action == "fetch" and n:
+            m.run(f"FETCH {rng.randint(1, n)} (UID FLAGS)")
+        elif action == "search":
+            untagged = m.run("SEARCH ALL")
+            found = [l for l in untagged if l.startswith(b"* SEARCH")][0].split()[2:]
+            assert all(1 <= int(x) <= len(m.uids) for x in found), (found, len(m.uids))
+        elif action == "check":
+            m.check()
+        else:
+            m.run("NOOP")
+    for m in sessions:
+        m.run("NOOP")
+        m.check()
+    final = [tuple(m.uids) for m in sessions]
+    assert final[0] == final[1] == final[2], final
+    for m in sessions:
+        m.c.cmd("LOGOUT")
+
+
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, compress, model, mbsync_server_changes,
                                       mbsync_server_state]}
 
 if __name__ == "__main__":
