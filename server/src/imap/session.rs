@@ -1279,15 +1279,40 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
             items.push(FetchAttribute::ModSeq);
         }
         for a in &items {
-            let need_raw = matches!(
-                a,
-                FetchAttribute::Rfc822
-                    | FetchAttribute::Rfc822Text
-                    | FetchAttribute::Rfc822Header
-                    | FetchAttribute::BodySection { .. }
-                    | FetchAttribute::Binary { .. }
-                    | FetchAttribute::BinarySize { .. }
-            );
+            // Top-level HEADER.FIELDS of cached fields (what Thunderbird asks for on a first
+            // sync) come from the metadata alone when it can answer them.
+            let cached_fields = match a {
+                FetchAttribute::BodySection { section, .. } if section.part.is_empty() => match &section.text {
+                    Some(SectionText::HeaderFields(f)) => Some(names(f)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let need_meta_first = cached_fields.is_some() && meta.is_none() && raw.is_none();
+            if need_meta_first {
+                match store.meta(view.account, view.mailbox, uid) {
+                    Ok(mm) => meta = Some(mm),
+                    Err(e) => {
+                        tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message's metadata");
+                        trouble.unreadable = true;
+                        continue 'messages;
+                    }
+                }
+            }
+            let from_cache = match (&cached_fields, &meta) {
+                (Some(f), Some(mm)) if raw.is_none() => render::header_fields_from_cache(mm, f, false),
+                _ => None,
+            };
+            let need_raw = from_cache.is_none()
+                && matches!(
+                    a,
+                    FetchAttribute::Rfc822
+                        | FetchAttribute::Rfc822Text
+                        | FetchAttribute::Rfc822Header
+                        | FetchAttribute::BodySection { .. }
+                        | FetchAttribute::Binary { .. }
+                        | FetchAttribute::BinarySize { .. }
+                );
             let need_meta = need_raw
                 || matches!(a, FetchAttribute::Envelope | FetchAttribute::Body | FetchAttribute::BodyStructure);
             if need_raw && raw.is_none() {
@@ -1374,8 +1399,11 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
                     let partial = partial.map(|p| render::Partial { offset: p.offset, len: Some(p.length.get()) });
                     out.extend(render::section_item_name(&spec, partial));
                     out.push(b' ');
-                    let bytes = match (&raw, &meta) {
-                        (Some(r), Some(mm)) => render::apply_partial(&render::section(r, mm, &spec), partial).to_vec(),
+                    let bytes = match (&from_cache, &raw, &meta) {
+                        (Some(cached), _, _) => render::apply_partial(cached, partial).to_vec(),
+                        (None, Some(r), Some(mm)) => {
+                            render::apply_partial(&render::section(r, mm, &spec), partial).to_vec()
+                        }
                         _ => Vec::new(),
                     };
                     encode_nstring(&mut out, Some(&bytes), false);
