@@ -62,9 +62,36 @@ pub fn read_meta(segments: &Segments, blob: &BlobEntry) -> Result<MessageMeta, R
     })
 }
 
-/// Decompresses a zstd blob that must come out `raw_len` bytes long. Memory grows with the
-/// output actually produced, never with what a (possibly damaged) length claims.
+/// Up to this size, blobs are decompressed in one call with a reused per-thread context
+/// (creating a zstd context costs more than decompressing a small message); larger ones
+/// stream, so memory grows with the output actually produced.
+const BULK_MAX: u64 = 64 << 20;
+
+thread_local! {
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a zstd blob that must come out `raw_len` bytes long. Memory is bounded by
+/// `raw_len` up to 64 MiB and grows with the output actually produced beyond (a damaged length
+/// cannot make it allocate more).
 pub fn decompress(data: &[u8], raw_len: u64) -> Result<Vec<u8>, String> {
+    if raw_len <= BULK_MAX {
+        let bulk = DCTX.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Decompressor::new().ok();
+            }
+            // One more byte of room than recorded: a longer output is then caught below.
+            slot.as_mut().map(|d| d.decompress(data, raw_len as usize + 1))
+        });
+        if let Some(result) = bulk {
+            let out = result.map_err(|e| format!("zstd data does not decompress: {e}"))?;
+            if out.len() as u64 != raw_len {
+                return Err(format!("zstd data decompresses to {} bytes, not the {raw_len} recorded", out.len()));
+            }
+            return Ok(out);
+        }
+    }
     use std::io::Read;
     let mut decoder =
         zstd::stream::read::Decoder::with_buffer(data).map_err(|e| format!("zstd data does not decompress: {e}"))?;

@@ -1313,7 +1313,13 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
                         | FetchAttribute::Binary { .. }
                         | FetchAttribute::BinarySize { .. }
                 );
-            let need_meta = need_raw
+            // The whole message (BODY[], RFC822) is the stored bytes: no metadata needed.
+            let whole = match a {
+                FetchAttribute::Rfc822 => true,
+                FetchAttribute::BodySection { section, .. } => section.part.is_empty() && section.text.is_none(),
+                _ => false,
+            };
+            let need_meta = (need_raw && !whole)
                 || matches!(a, FetchAttribute::Envelope | FetchAttribute::Body | FetchAttribute::BodyStructure);
             if need_raw && raw.is_none() {
                 match store.read_message(view.account, view.mailbox, uid) {
@@ -1376,13 +1382,14 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
                         _ => ("RFC822.TEXT", render::SectionText::Text),
                     };
                     out.extend(format!("{name} ").bytes());
-                    let bytes = match (&raw, &meta) {
+                    match (&raw, &meta) {
+                        (Some(r), _) if whole => encode_nstring(&mut out, Some(r), false),
                         (Some(r), Some(mm)) => {
-                            render::section(r, mm, &render::SectionSpec { part: vec![], text }).into_owned()
+                            let section = render::section(r, mm, &render::SectionSpec { part: vec![], text });
+                            encode_nstring(&mut out, Some(&section), false)
                         }
-                        _ => Vec::new(),
-                    };
-                    encode_nstring(&mut out, Some(&bytes), false);
+                        _ => encode_nstring(&mut out, Some(b""), false),
+                    }
                 }
                 FetchAttribute::BodySection { section, partial, .. } => {
                     let spec = render::SectionSpec {
@@ -1399,14 +1406,19 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
                     let partial = partial.map(|p| render::Partial { offset: p.offset, len: Some(p.length.get()) });
                     out.extend(render::section_item_name(&spec, partial));
                     out.push(b' ');
-                    let bytes = match (&from_cache, &raw, &meta) {
-                        (Some(cached), _, _) => render::apply_partial(cached, partial).to_vec(),
-                        (None, Some(r), Some(mm)) => {
-                            render::apply_partial(&render::section(r, mm, &spec), partial).to_vec()
+                    match (&from_cache, &raw, &meta) {
+                        (Some(cached), _, _) => {
+                            encode_nstring(&mut out, Some(render::apply_partial(cached, partial)), false)
                         }
-                        _ => Vec::new(),
-                    };
-                    encode_nstring(&mut out, Some(&bytes), false);
+                        (None, Some(r), _) if whole => {
+                            encode_nstring(&mut out, Some(render::apply_partial(r, partial)), false)
+                        }
+                        (None, Some(r), Some(mm)) => {
+                            let section = render::section(r, mm, &spec);
+                            encode_nstring(&mut out, Some(render::apply_partial(&section, partial)), false)
+                        }
+                        _ => encode_nstring(&mut out, Some(b""), false),
+                    }
                 }
                 FetchAttribute::Binary { part, partial, .. } => {
                     let p: Vec<u32> = part.iter().map(|n: &NonZeroU32| n.get()).collect();
