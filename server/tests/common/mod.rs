@@ -86,18 +86,38 @@ impl Server {
     pub fn start(dir: &Path, extra: &str) -> Server {
         fs::create_dir_all(dir).unwrap();
         let data = dir.join("data");
-        let ports: HashMap<&'static str, u16> = LISTENERS.into_iter().zip(free_ports(LISTENERS.len())).collect();
-        let mut config = format!("hostname = \"{HOST}\"\ndata_dir = {:?}\n[listen]\n", s(&data));
-        for key in LISTENERS {
-            config.push_str(&format!("{key} = \"127.0.0.1:{}\"\n", ports[key]));
+        // A port found free can be taken before the server binds it (by another test's client
+        // connection, say): start again on other ports then.
+        for attempt in 1.. {
+            let ports: HashMap<&'static str, u16> = LISTENERS.into_iter().zip(free_ports(LISTENERS.len())).collect();
+            let mut config = format!("hostname = \"{HOST}\"\ndata_dir = {:?}\n[listen]\n", s(&data));
+            for key in LISTENERS {
+                config.push_str(&format!("{key} = \"127.0.0.1:{}\"\n", ports[key]));
+            }
+            config.push_str(extra);
+            let path = dir.join("postlog.toml");
+            fs::write(&path, config).unwrap();
+            let (child, lines) = spawn_serve(&path);
+            let mut server = Server { child: Some(child), lines, log: Vec::new(), ports, data: data.clone() };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match server.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(line) => {
+                        let ready = line.contains("ready: listening on");
+                        server.log.push(line);
+                        if ready {
+                            return server;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let in_use = server.log.iter().any(|l| l.contains("Address already in use"));
+            if !in_use || attempt >= 5 {
+                panic!("the server did not start; log:\n{}", server.log.join("\n"));
+            }
         }
-        config.push_str(extra);
-        let path = dir.join("postlog.toml");
-        fs::write(&path, config).unwrap();
-        let (child, lines) = spawn_serve(&path);
-        let mut server = Server { child: Some(child), lines, log: Vec::new(), ports, data };
-        server.wait_for_log("ready: listening on", Duration::from_secs(60));
-        server
+        unreachable!()
     }
 
     /// Waits until `count` log lines satisfy `pred`.
