@@ -100,16 +100,11 @@ impl Server {
             let (child, lines) = spawn_serve(&path);
             let mut server = Server { child: Some(child), lines, log: Vec::new(), ports, data: data.clone() };
             let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                match server.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(line) => {
-                        let ready = line.contains("ready: listening on");
-                        server.log.push(line);
-                        if ready {
-                            return server;
-                        }
-                    }
-                    Err(_) => break,
+            while let Ok(line) = server.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                let ready = line.contains("ready: listening on");
+                server.log.push(line);
+                if ready {
+                    return server;
                 }
             }
             let in_use = server.log.iter().any(|l| l.contains("Address already in use"));
