@@ -211,6 +211,7 @@ impl Session {
         let keywords =
             self.ctx.store.with_mailbox(view.account, view.mailbox, |mb| mb.keywords.clone()).unwrap_or_default();
         let condstore = self.condstore;
+        let own: std::collections::HashSet<Uid> = own.iter().copied().collect();
         for u in updates {
             match u {
                 Update::Exists(n) => self.line(&format!("* {n} EXISTS")),
