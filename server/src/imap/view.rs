@@ -95,6 +95,12 @@ impl View {
     /// that allows them. `vanished`: report expunges as VANISHED (QRESYNC) rather than
     /// EXPUNGE.
     pub fn refresh(&mut self, store: &Store, expunges_allowed: bool, vanished: bool) -> Result<Vec<Update>, ReadError> {
+        // Every command ends with a refresh: when the mailbox's HIGHESTMODSEQ has not moved,
+        // answer without scanning its messages.
+        let current = store.with_mailbox(self.account, self.mailbox, |mb| mb.highest_modseq)?;
+        if current == self.modseq && (self.pending_expunges.is_empty() || !expunges_allowed) {
+            return Ok(Vec::new());
+        }
         let changes = store.changes_since(self.account, self.mailbox, self.modseq)?;
         let mut out = Vec::new();
         for uid in &changes.expunged {
