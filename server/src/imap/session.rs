@@ -1212,12 +1212,6 @@ fn copy(s: &mut Session, tag: &Tag, uid: bool, set: &SequenceSet, mailbox: &Mail
     }
 }
 
-/// What FETCH needs of one message.
-struct Msg {
-    entry: MessageEntry,
-    keywords: Vec<String>,
-}
-
 /// What a FETCH could not do.
 #[derive(Default)]
 struct FetchTrouble {
@@ -1248,11 +1242,11 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
         trouble.seen_set = unseen;
     }
     let show_flags = needs_seen && !attrs.contains(&FetchAttribute::Flags);
-    let msgs: HashMap<Uid, Msg> = store
+    // Read after \Seen was set above: these flags are the ones to show.
+    let (msgs, keywords): (HashMap<Uid, MessageEntry>, Vec<String>) = store
         .with_mailbox(view.account, view.mailbox, |mb| {
-            uids.iter()
-                .filter_map(|u| mb.message(*u).map(|e| (*u, Msg { entry: *e, keywords: mb.keywords.clone() })))
-                .collect()
+            let msgs = uids.iter().filter_map(|u| mb.message(*u).map(|e| (*u, *e))).collect();
+            (msgs, mb.keywords.clone())
         })
         .unwrap_or_default();
     'messages: for &uid in uids {
@@ -1289,16 +1283,12 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
                 },
                 _ => None,
             };
-            let need_meta_first = cached_fields.is_some() && meta.is_none() && raw.is_none();
-            if need_meta_first {
-                match store.meta(view.account, view.mailbox, uid) {
-                    Ok(mm) => meta = Some(mm),
-                    Err(e) => {
-                        tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message's metadata");
-                        trouble.unreadable = true;
-                        continue 'messages;
-                    }
-                }
+            if cached_fields.is_some() && meta.is_none() && raw.is_none() {
+                let Some(mm) = read_meta(&store, &view, uid) else {
+                    trouble.unreadable = true;
+                    continue 'messages;
+                };
+                meta = Some(mm);
             }
             let from_cache = match (&cached_fields, &meta) {
                 (Some(f), Some(mm)) if raw.is_none() => render::header_fields_from_cache(mm, f, false),
@@ -1323,34 +1313,25 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
             let need_meta = (need_raw && !whole)
                 || matches!(a, FetchAttribute::Envelope | FetchAttribute::Body | FetchAttribute::BodyStructure);
             if need_raw && raw.is_none() {
-                match store.read_message(view.account, view.mailbox, uid) {
-                    Ok(r) => raw = Some(r),
-                    Err(e) => {
-                        tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message");
-                        trouble.unreadable = true;
-                        continue 'messages;
-                    }
-                }
+                let Some(r) = read_raw(&store, &view, uid) else {
+                    trouble.unreadable = true;
+                    continue 'messages;
+                };
+                raw = Some(r);
             }
             if need_meta && meta.is_none() {
-                match store.meta(view.account, view.mailbox, uid) {
-                    Ok(mm) => meta = Some(mm),
-                    Err(e) => {
-                        tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message's metadata");
-                        trouble.unreadable = true;
-                        continue 'messages;
-                    }
-                }
+                let Some(mm) = read_meta(&store, &view, uid) else {
+                    trouble.unreadable = true;
+                    continue 'messages;
+                };
+                meta = Some(mm);
             }
             sep(&mut out);
-            let e = &m.entry;
+            let e = m;
             match a {
                 FetchAttribute::Uid => out.extend(format!("UID {uid}").bytes()),
                 FetchAttribute::Flags => {
-                    let flags = store
-                        .with_mailbox(view.account, view.mailbox, |mb| mb.message(uid).map(|x| (x.flags, x.keywords)));
-                    let (f, k) = flags.ok().flatten().unwrap_or((e.flags, e.keywords));
-                    out.extend(format!("FLAGS ({})", flag_list(f, k, &m.keywords)).bytes());
+                    out.extend(format!("FLAGS ({})", flag_list(e.flags, e.keywords, &keywords)).bytes())
                 }
                 FetchAttribute::InternalDate => {
                     out.extend(format!("INTERNALDATE {}", internal_date(e.internal_date)).bytes())
@@ -1452,6 +1433,24 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
         s.out.extend(out);
     }
     trouble
+}
+
+/// The message's bytes; a read error is logged (the FETCH then answers NO).
+fn read_raw(store: &postlog_engine::Store, view: &View, uid: Uid) -> Option<Vec<u8>> {
+    store
+        .read_message(view.account, view.mailbox, uid)
+        .inspect_err(|e| tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message"))
+        .ok()
+}
+
+/// The message's metadata; a read error is logged (the FETCH then answers NO).
+fn read_meta(store: &postlog_engine::Store, view: &View, uid: Uid) -> Option<MessageMeta> {
+    store
+        .meta(view.account, view.mailbox, uid)
+        .inspect_err(|e| {
+            tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message's metadata")
+        })
+        .ok()
 }
 
 fn names(f: &[postlog_protocol::imap::AString]) -> Vec<String> {
@@ -1679,8 +1678,9 @@ impl Lazy {
 
     /// Whether the message needs no decoding for text searches (see [`is_plain`]).
     fn plain(&mut self, s: &Session, view: &View, uid: Uid) -> bool {
-        let Some(meta) = self.meta(s, view, uid).cloned() else { return false };
-        self.raw(s, view, uid).is_some_and(|r| is_plain(&meta, r))
+        self.meta(s, view, uid);
+        self.raw(s, view, uid);
+        matches!((&self.meta, &self.raw), (Some(Some(m)), Some(Some(r))) if is_plain(m, r))
     }
 
     fn decoded(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&Decoded> {
