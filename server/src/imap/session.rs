@@ -60,8 +60,8 @@ struct Session {
     idling: Option<Tag>,
     /// The result saved by `SEARCH RETURN (SAVE)` for `$` (RFC 5182), as UIDs.
     saved: Vec<Uid>,
-    tls: bool,
-    /// The client's address and whether the connection is TLS (for the mechanisms offered).
+    /// The client's address and whether the connection is TLS (for the mechanisms offered,
+    /// STARTTLS).
     peer: Peer,
     /// COMPRESS=DEFLATE (RFC 4978) is active: both directions are raw deflate streams.
     deflate: Option<Deflate>,
@@ -135,7 +135,7 @@ fn capabilities(s: &Session) -> String {
     let mut out = caps.join(" ");
     out.push_str(&format!(" APPENDLIMIT={APPEND_LIMIT}"));
     if s.user.is_none() {
-        if !s.tls {
+        if !s.peer.tls {
             out.push_str(" STARTTLS");
         }
         for m in s.ctx.services.auth.mechanisms(&s.peer) {
@@ -290,7 +290,6 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         auth: None,
         idling: None,
         saved: Vec::new(),
-        tls: conn.is_tls(),
         peer: peer(&conn),
         deflate: None,
         start_deflate: false,
@@ -311,7 +310,7 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
                 }
                 Frame::Command(bytes) => match parse_command_with(&bytes, framer.limits().max_depth) {
                     Ok(cmd) => {
-                        if matches!(cmd.body, CommandBody::StartTls) && s.user.is_none() && !s.tls {
+                        if matches!(cmd.body, CommandBody::StartTls) && s.user.is_none() && !s.peer.tls {
                             s.ok(&cmd.tag, "Begin TLS negotiation now");
                             if flush(&mut conn, &mut s).await.is_err() {
                                 return conn.close().await;
@@ -322,7 +321,6 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
                                 Ok(c) => c,
                                 Err(_) => return,
                             };
-                            s.tls = true;
                             s.peer = peer(&conn);
                             break;
                         }
@@ -1018,11 +1016,6 @@ fn status(s: &mut Session, tag: &Tag, mailbox: &Mailbox, items: &[StatusItem]) {
 /// `* STATUS name (items)`, or `None` if there is no such mailbox.
 fn status_line(s: &Session, account: AccountId, name: &str, items: &[StatusItem]) -> Option<Vec<u8>> {
     let info = s.ctx.store.mailbox_by_name(account, name).ok()?;
-    let deleted = s
-        .ctx
-        .store
-        .with_mailbox(account, info.id, |mb| mb.messages.iter().filter(|m| m.flags & flag::DELETED != 0).count())
-        .unwrap_or(0);
     let mut parts = Vec::new();
     for i in items {
         match i {
@@ -1030,7 +1023,17 @@ fn status_line(s: &Session, account: AccountId, name: &str, items: &[StatusItem]
             StatusItem::UidNext => parts.push(format!("UIDNEXT {}", info.uidnext)),
             StatusItem::UidValidity => parts.push(format!("UIDVALIDITY {}", info.uidvalidity)),
             StatusItem::Unseen => parts.push(format!("UNSEEN {}", info.unseen)),
-            StatusItem::Deleted => parts.push(format!("DELETED {deleted}")),
+            StatusItem::Deleted => {
+                // Only counted when asked: it scans the mailbox's messages.
+                let deleted = s
+                    .ctx
+                    .store
+                    .with_mailbox(account, info.id, |mb| {
+                        mb.messages.iter().filter(|m| m.flags & flag::DELETED != 0).count()
+                    })
+                    .unwrap_or(0);
+                parts.push(format!("DELETED {deleted}"));
+            }
             StatusItem::Size => parts.push(format!("SIZE {}", info.bytes)),
             StatusItem::Recent => parts.push("RECENT 0".into()),
             StatusItem::HighestModSeq => parts.push(format!("HIGHESTMODSEQ {}", info.highest_modseq)),

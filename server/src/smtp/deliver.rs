@@ -124,10 +124,7 @@ impl Policy {
     }
 
     pub fn over_quota(&self, address: &str) -> Reply {
-        match self.quota_reply {
-            QuotaReply::Temporary => Reply::new(452, "4.2.2", format!("<{address}>: Mailbox full, try again later")),
-            QuotaReply::Permanent => Reply::new(552, "5.2.2", format!("<{address}>: Mailbox full")),
-        }
+        quota_refusal(self.quota_reply, address)
     }
 
     /// The VRFY answer (when enabled).
@@ -142,6 +139,14 @@ impl Policy {
             }
             Err(e) => resolve_error(address, &e),
         }
+    }
+}
+
+/// The answer for a recipient over quota, per `smtp.quota_reply`.
+pub fn quota_refusal(quota_reply: QuotaReply, address: &str) -> Reply {
+    match quota_reply {
+        QuotaReply::Temporary => Reply::new(452, "4.2.2", format!("<{address}>: Mailbox full, try again later")),
+        QuotaReply::Permanent => Reply::new(552, "5.2.2", format!("<{address}>: Mailbox full")),
     }
 }
 
@@ -280,7 +285,7 @@ pub fn commit_error_reply(e: &CommitError) -> Reply {
     }
 }
 
-/// Whether the special-use bits name the Junk folder (for logs).
+/// The folder a message is filed in, for logs.
 pub fn folder_name(f: Option<&Folder>) -> String {
     match f {
         None => "INBOX".into(),

@@ -105,7 +105,6 @@ struct Driver {
     exchange: Option<Exchange>,
     /// The mechanism of the AUTH in progress, as the client named it (for logs and metrics).
     mechanism: String,
-    messages: u64,
 }
 
 fn session_config(ctx: &ServerContext, mode: Mode, conn: &Connection) -> SessionConfig {
@@ -496,12 +495,7 @@ async fn deliver_message(
                 }
             }
             (RecipientResult::Delivered, Some(e)) => deliver::commit_error_reply(e),
-            (RecipientResult::OverQuota, _) => Policy {
-                directory: ctx.services.directory.clone(),
-                mode: fe.mode,
-                quota_reply: ctx.config.smtp.quota_reply,
-            }
-            .over_quota(&r.address),
+            (RecipientResult::OverQuota, _) => deliver::quota_refusal(ctx.config.smtp.quota_reply, &r.address),
             (RecipientResult::Failed(reply), _) => reply.clone(),
         }
     };
@@ -523,7 +517,6 @@ async fn deliver_message(
         tracing::error!(session = conn.session_id(), listener = %fe.key, from = %sender, error = %e, "storing failed");
     }
     if !delivered.is_empty() {
-        d.messages += 1;
         fe.delivered.inc();
         fe.recipients.add(delivered.len() as u64);
         tracing::info!(
