@@ -1570,8 +1570,9 @@ fn eval(
         SearchKey::Bcc(x) => lazy.decoded(s, view, e.uid).is_some_and(|d| contains_ci(&d.bcc, &astr(x))),
         SearchKey::Header(name, value) => {
             let (name, value) = (astr(name), astr(value));
+            let header_len = lazy.header_len(s, view, e.uid);
             lazy.raw(s, view, e.uid).is_some_and(|r| {
-                let header = &r[..postlog_server_header_len(r)];
+                let header = &r[..header_len.min(r.len())];
                 String::from_utf8_lossy(header).lines().any(|l| {
                     l.split_once(':')
                         .is_some_and(|(n, v)| n.trim().eq_ignore_ascii_case(&name) && contains_ci(v, &value))
@@ -1583,8 +1584,9 @@ fn eval(
             let body_only = matches!(key, SearchKey::Body(_));
             if lazy.plain(s, view, e.uid) {
                 // The bytes are the text: search them as they are.
+                let header_len = lazy.header_len(s, view, e.uid);
                 let raw = lazy.raw(s, view, e.uid).expect("plain implies readable");
-                let from = if body_only { postlog_server_header_len(raw) } else { 0 };
+                let from = if body_only { header_len.min(raw.len()) } else { 0 };
                 return match std::str::from_utf8(&raw[from..]) {
                     Ok(text) => contains_ci(text, &needle),
                     Err(_) => contains_ci(&String::from_utf8_lossy(&raw[from..]), &needle),
@@ -1606,10 +1608,6 @@ fn eval(
     }
 }
 
-fn postlog_server_header_len(raw: &[u8]) -> usize {
-    super::super::smtp::filter::header_len(raw)
-}
-
 /// What text searches compare against: header values and body text decoded (RFC 2047
 /// encoded words, MIME transfer encodings and charsets), as RFC 9051 section 6.4.4 asks.
 #[derive(Default)]
@@ -1625,7 +1623,8 @@ struct Decoded {
     body: String,
 }
 
-fn decode_for_search(raw: &[u8]) -> Decoded {
+/// `header_len`: where the header section ends (the metadata's `header_len`).
+fn decode_for_search(raw: &[u8], header_len: usize) -> Decoded {
     let Some(m) = mail_parser::MessageParser::default().parse(raw) else { return Decoded::default() };
     let addrs = |a: Option<&mail_parser::Address>| -> String {
         a.map(|a| {
@@ -1644,7 +1643,7 @@ fn decode_for_search(raw: &[u8]) -> Decoded {
         bcc: addrs(m.bcc()),
         ..Decoded::default()
     };
-    let header_end = postlog_server_header_len(raw);
+    let header_end = header_len.min(raw.len());
     d.header = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         String::from_utf8_lossy(&raw[..header_end]),
@@ -1688,10 +1687,16 @@ impl Lazy {
 
     fn decoded(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&Decoded> {
         if self.uid != uid || self.decoded.is_none() {
-            let d = self.raw(s, view, uid).map(|r| decode_for_search(r));
+            let header_len = self.header_len(s, view, uid);
+            let d = self.raw(s, view, uid).map(|r| decode_for_search(r, header_len));
             self.decoded = Some(d);
         }
         self.decoded.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Where the message's header section ends, from its stored metadata (0 if unreadable).
+    fn header_len(&mut self, s: &Session, view: &View, uid: Uid) -> usize {
+        self.meta(s, view, uid).map_or(0, |m| m.header_len as usize)
     }
 
     fn meta(&mut self, s: &Session, view: &View, uid: Uid) -> Option<&MessageMeta> {
