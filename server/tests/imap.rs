@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, postlog, run_ok, s, text};
+use common::{Server, run_ok, s, text};
 
 fn setup(dir: &Path) {
     let data = dir.join("data");
@@ -41,11 +41,7 @@ fn python(server: &Server, scenario: &str) -> String {
 fn imaplib_reads_flags_searches_moves_and_appends() {
     let tmp = tempfile::tempdir().unwrap();
     setup(tmp.path());
-    let quota = postlog()
-        .args(["user", "quota", "alice@example.test", "1M", "--data", s(&tmp.path().join("data"))])
-        .output()
-        .unwrap();
-    assert!(quota.status.success(), "{}", text(&quota.stderr));
+    run_ok(&tmp.path().join("data"), &["user", "quota", "alice@example.test", "1M"], None);
     let server = Server::start(tmp.path(), "");
     python(&server, "basics");
     python(&server, "authorization");

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, postlog, run_ok, s, text};
+use common::{Server, run_ok, s, text};
 use postlog_engine::{Options, Store};
 
 /// Creates example.test with alice and bob, and team@ for both, before the server starts.
@@ -423,11 +423,7 @@ impl Client {
 fn quotas_are_enforced_per_recipient() {
     let tmp = tempfile::tempdir().unwrap();
     setup(tmp.path());
-    let out = postlog()
-        .args(["user", "quota", "bob@example.test", "1K", "--data", s(&tmp.path().join("data"))])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    run_ok(&tmp.path().join("data"), &["user", "quota", "bob@example.test", "1K"], None);
     let server = Server::start(tmp.path(), "");
     let body = format!("Subject: big\r\n\r\n{}\r\n.", "x".repeat(2000));
 
