@@ -87,7 +87,9 @@ impl Server {
         fs::create_dir_all(dir).unwrap();
         let data = dir.join("data");
         // A port found free can be taken before the server binds it (by another test's client
-        // connection, say): start again on other ports then.
+        // connection, say): start again on other ports then. The log keeps every attempt's lines
+        // (the first attempt may have done one-time work, such as generating the certificate).
+        let mut earlier: Vec<String> = Vec::new();
         for attempt in 1.. {
             let ports: HashMap<&'static str, u16> = LISTENERS.into_iter().zip(free_ports(LISTENERS.len())).collect();
             let mut config = format!("hostname = \"{HOST}\"\ndata_dir = {:?}\n[listen]\n", s(&data));
@@ -98,7 +100,8 @@ impl Server {
             let path = dir.join("postlog.toml");
             fs::write(&path, config).unwrap();
             let (child, lines) = spawn_serve(&path);
-            let mut server = Server { child: Some(child), lines, log: Vec::new(), ports, data: data.clone() };
+            let log = std::mem::take(&mut earlier);
+            let mut server = Server { child: Some(child), lines, log, ports, data: data.clone() };
             let deadline = Instant::now() + Duration::from_secs(60);
             while let Ok(line) = server.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 let ready = line.contains("ready: listening on");
@@ -111,6 +114,7 @@ impl Server {
             if !in_use || attempt >= 5 {
                 panic!("the server did not start; log:\n{}", server.log.join("\n"));
             }
+            earlier = std::mem::take(&mut server.log);
         }
         unreachable!()
     }
