@@ -485,15 +485,17 @@ fn build(raw: &[u8], message: &Message<'_>) -> Option<MessageMeta> {
     body.header_start = 0;
 
     let headers = &root.headers;
-    let sent_date = first(headers, "Date").and_then(|h| match &h.value {
+    let fields = Fields::of(headers);
+    let sent_date = fields.first("Date").and_then(|h| match &h.value {
         HeaderValue::DateTime(dt) if dt.is_valid() => Some(dt.to_timestamp()),
         _ => None,
     });
-    let references = first(headers, "References").map(|h| text_list(&h.value)).unwrap_or_default();
+    let references = fields.first("References").map(|h| text_list(&h.value)).unwrap_or_default();
     let cached_fields = headers
         .iter()
         .filter_map(|h| {
-            let name = CACHED_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(h.name.as_str()))?;
+            let name = h.name.as_str();
+            let name = CACHED_FIELDS.iter().find(|f| f.len() == name.len() && f.eq_ignore_ascii_case(name))?;
             Some(((*name).to_owned(), walker.bytes(h.offset_field, h.offset_end).to_vec()))
         })
         .collect();
@@ -501,7 +503,7 @@ fn build(raw: &[u8], message: &Message<'_>) -> Option<MessageMeta> {
     Some(MessageMeta {
         header_len: body.body_start,
         sent_date,
-        envelope: walker.envelope(headers),
+        envelope: walker.envelope(&fields),
         references,
         cached_fields,
         body,
@@ -533,9 +535,9 @@ impl<'r> Walker<'r> {
         unfold_trim(self.bytes(header.offset_start, header.offset_end))
     }
 
-    fn envelope(&self, headers: &[Header<'_>]) -> Envelope {
-        let text = |name: &str| first(headers, name).map(|h| self.value(h));
-        let addrs = |name: &str| first(headers, name).map(|h| addresses(&h.value)).unwrap_or_default();
+    fn envelope(&self, fields: &Fields<'_, '_>) -> Envelope {
+        let text = |name: &str| fields.first(name).map(|h| self.value(h));
+        let addrs = |name: &str| fields.first(name).map(|h| addresses(&h.value)).unwrap_or_default();
         Envelope {
             date: text("Date"),
             subject: text("Subject"),
@@ -563,8 +565,8 @@ impl<'r> Walker<'r> {
         let header_start = part.offset_header.clamp(bounds.lo, bounds.hi);
         let body_start = part.offset_body.clamp(header_start, bounds.hi);
         let body_end = if bounds.to_end { bounds.hi } else { part.offset_end.clamp(body_start, bounds.hi) };
-        let headers = &part.headers;
-        let ct = last(headers, "Content-Type").and_then(|h| h.value.as_content_type());
+        let fields = Fields::of(&part.headers);
+        let ct = fields.last("Content-Type").and_then(|h| h.value.as_content_type());
         let can_nest = depth < MAX_PART_DEPTH;
         let inner = Bounds { lo: body_start, hi: body_end, to_end: false };
 
@@ -586,7 +588,10 @@ impl<'r> Walker<'r> {
                     (Some(root), Some(mut body)) => {
                         // The encapsulated message starts where this part's body does.
                         body.header_start = body_start;
-                        PartKind::Message { envelope: Box::new(self.envelope(&root.headers)), body: Box::new(body) }
+                        PartKind::Message {
+                            envelope: Box::new(self.envelope(&Fields::of(&root.headers))),
+                            body: Box::new(body),
+                        }
                     }
                     _ => PartKind::Single,
                 }
@@ -600,7 +605,7 @@ impl<'r> Walker<'r> {
         } else {
             0
         };
-        let text = |name: &str| last(headers, name).map(|h| self.value(h));
+        let text = |name: &str| fields.last(name).map(|h| self.value(h));
         Some(BodyPart {
             content_type,
             subtype,
@@ -609,10 +614,11 @@ impl<'r> Walker<'r> {
             description: text("Content-Description"),
             encoding: text("Content-Transfer-Encoding"),
             md5: text("Content-MD5"),
-            disposition: last(headers, "Content-Disposition")
+            disposition: fields
+                .last("Content-Disposition")
                 .and_then(|h| h.value.as_content_type())
                 .map(|d| (d.ctype().to_ascii_lowercase(), attributes(d))),
-            language: last(headers, "Content-Language").map(|h| text_list(&h.value)).unwrap_or_default(),
+            language: fields.last("Content-Language").map(|h| text_list(&h.value)).unwrap_or_default(),
             location: text("Content-Location"),
             header_start,
             body_start,
@@ -668,12 +674,61 @@ fn attributes(ct: &ContentType<'_>) -> Vec<(String, String)> {
     ct.attributes().unwrap_or_default().iter().map(|a| (a.name.to_ascii_lowercase(), a.value.to_string())).collect()
 }
 
-fn first<'a, 'x>(headers: &'a [Header<'x>], name: &str) -> Option<&'a Header<'x>> {
-    headers.iter().find(|h| is(h.name.as_str(), name))
+/// The header fields `parse` looks up, found in one pass over a header block (a lookup per
+/// field and header was a measurable share of an append's CPU time).
+const LOOKED_UP: [&str; 19] = [
+    "Date",
+    "References",
+    "Subject",
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Bcc",
+    "In-Reply-To",
+    "Message-ID",
+    "Content-Type",
+    "Content-ID",
+    "Content-Description",
+    "Content-Transfer-Encoding",
+    "Content-MD5",
+    "Content-Disposition",
+    "Content-Language",
+    "Content-Location",
+];
+
+/// The first and last occurrence of each of [`LOOKED_UP`] in one header block.
+struct Fields<'a, 'x> {
+    first: [Option<&'a Header<'x>>; LOOKED_UP.len()],
+    last: [Option<&'a Header<'x>>; LOOKED_UP.len()],
 }
 
-fn last<'a, 'x>(headers: &'a [Header<'x>], name: &str) -> Option<&'a Header<'x>> {
-    headers.iter().rev().find(|h| is(h.name.as_str(), name))
+impl<'a, 'x> Fields<'a, 'x> {
+    fn of(headers: &'a [Header<'x>]) -> Self {
+        let mut fields = Fields { first: [None; LOOKED_UP.len()], last: [None; LOOKED_UP.len()] };
+        for h in headers {
+            let name = h.name.as_str();
+            if let Some(i) = LOOKED_UP.iter().position(|f| f.len() == name.len() && f.eq_ignore_ascii_case(name)) {
+                fields.first[i].get_or_insert(h);
+                fields.last[i] = Some(h);
+            }
+        }
+        fields
+    }
+
+    fn slot(name: &str) -> usize {
+        let slot = LOOKED_UP.iter().position(|f| *f == name);
+        slot.expect("only names listed in LOOKED_UP are looked up")
+    }
+
+    fn first(&self, name: &str) -> Option<&'a Header<'x>> {
+        self.first[Self::slot(name)]
+    }
+
+    fn last(&self, name: &str) -> Option<&'a Header<'x>> {
+        self.last[Self::slot(name)]
+    }
 }
 
 fn text_list(value: &HeaderValue<'_>) -> Vec<String> {
