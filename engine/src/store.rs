@@ -12,6 +12,7 @@
 //! Readers take the state's read lock and read bodies from segment files (memory maps);
 //! they never wait for the committer. A change becomes visible only once it is durable.
 
+use std::fmt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,10 +224,12 @@ enum Op {
         name: String,
         special_use: u8,
     },
-    /// One or many messages, each to one or many mailboxes, in one transaction.
+    /// One or many messages, each to one or many mailboxes, in one transaction (with the
+    /// key-value writes of `side`, if any).
     Append {
         items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
         save_date: i64,
+        side: Option<SideWrites>,
     },
     Store {
         account: AccountId,
@@ -265,6 +268,24 @@ enum Op {
         segment: u64,
     },
     Snapshot,
+}
+
+/// Key-value writes committed in the same transaction as an append, whose values may name
+/// where the appended copies went (the outbound queue records the UID of its copy this way).
+pub struct SideWrites {
+    /// The keys written, known before the commit (they are claimed like [`Store::kv_write`]'s).
+    pub keys: Vec<String>,
+    /// Given, per message, where its copies went (as [`Store::append_many`] returns it), the
+    /// value of each key in `keys` order (`None` deletes the key). Called once, on the
+    /// committer thread, while the transaction is built: keep it short.
+    #[allow(clippy::type_complexity)]
+    pub values: Box<dyn Fn(&[Vec<Appended>]) -> Vec<Option<Vec<u8>>> + Send + Sync>,
+}
+
+impl fmt::Debug for SideWrites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SideWrites").field("keys", &self.keys).finish_non_exhaustive()
+    }
 }
 
 /// What an operation returns.
@@ -643,7 +664,32 @@ impl Store {
         &self,
         items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
     ) -> Result<Vec<Vec<Appended>>, CommitError> {
-        match self.submit(Op::Append { items, save_date: now_unix() })? {
+        match self.submit(Op::Append { items, save_date: now_unix(), side: None })? {
+            Outcome::Appended(v) => Ok(v),
+            o => unreachable!("append answered {o:?}"),
+        }
+    }
+
+    /// [`append_many`](Self::append_many) with key-value writes in the same transaction: all
+    /// of it is durable, or none of it.
+    pub fn append_many_with(
+        &self,
+        items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
+        side: SideWrites,
+    ) -> Result<Vec<Vec<Appended>>, CommitError> {
+        match self.submit(Op::Append { items, save_date: now_unix(), side: Some(side) })? {
+            Outcome::Appended(v) => Ok(v),
+            o => unreachable!("append answered {o:?}"),
+        }
+    }
+
+    /// [`append_many_with`](Self::append_many_with) for async callers.
+    pub async fn append_many_with_async(
+        &self,
+        items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
+        side: SideWrites,
+    ) -> Result<Vec<Vec<Appended>>, CommitError> {
+        match self.submit_async(Op::Append { items, save_date: now_unix(), side: Some(side) }).await? {
             Outcome::Appended(v) => Ok(v),
             o => unreachable!("append answered {o:?}"),
         }
@@ -655,7 +701,7 @@ impl Store {
         &self,
         items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
     ) -> Result<Vec<Vec<Appended>>, CommitError> {
-        match self.submit_async(Op::Append { items, save_date: now_unix() }).await? {
+        match self.submit_async(Op::Append { items, save_date: now_unix(), side: None }).await? {
             Outcome::Appended(v) => Ok(v),
             o => unreachable!("append answered {o:?}"),
         }
@@ -1257,11 +1303,17 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                 Outcome::Unit,
             )))
         }
-        Op::Append { items, save_date } => {
+        Op::Append { items, save_date, side } => {
             if items.is_empty() || items.iter().any(|(_, targets)| targets.is_empty()) {
                 return Err(CommitError::NotAllowed("append without a destination".into()));
             }
             let mut claims = Vec::new();
+            for k in side.iter().flat_map(|s| &s.keys) {
+                if k.is_empty() || k.len() > 1024 {
+                    return Err(CommitError::NotAllowed(format!("invalid key {k:?}")));
+                }
+                claims.push(Claim::Key(k.clone()));
+            }
             // Keywords of all the targets in one mailbox: they all join its table.
             let mut brought: HashMap<(AccountId, MailboxId), Vec<String>> = HashMap::new();
             for t in items.iter().flat_map(|(_, targets)| targets) {
@@ -1345,6 +1397,16 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                     });
                 }
                 out.push(done);
+            }
+            if let Some(side) = side {
+                let values = (side.values)(&out);
+                assert_eq!(values.len(), side.keys.len(), "one value per side key");
+                for (key, v) in side.keys.iter().zip(values) {
+                    records.push(match v {
+                        Some(value) => (Record::KvPut { key: key.clone(), value }, None),
+                        None => (Record::KvDelete { key: key.clone() }, None),
+                    });
+                }
             }
             Ok(Some(txn(records, Outcome::Appended(out))))
         }

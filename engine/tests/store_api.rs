@@ -334,3 +334,35 @@ fn expunge_records_stay_bounded_and_exact() {
     assert!(!store.recovery_report().snapshot_used);
     assert_eq!(postlog_engine::store::state_of(&store).accounts, state.accounts);
 }
+
+#[test]
+fn an_append_with_side_writes_commits_both_and_the_values_see_the_uids() {
+    use postlog_engine::{PreparedMessage, SideWrites};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let queue = store.create_account("#queue", &[]).unwrap();
+    let inbox = store.mailbox_by_name(queue, "INBOX").unwrap().id;
+    store.append(&msg(1), &[target(queue, inbox)]).unwrap();
+    let prepared = Arc::new(PreparedMessage::new(&msg(2), store.options()));
+    let side = SideWrites {
+        keys: vec!["queue/a".into(), "queue/gone".into()],
+        values: Box::new(|out| vec![Some(format!("uid {}", out[0][0].uid).into_bytes()), None]),
+    };
+    store.kv_write(vec![("queue/gone".into(), Some(b"x".to_vec()))], vec![]).unwrap();
+    let done = store.append_many_with(vec![(prepared, vec![target(queue, inbox)])], side).unwrap();
+    assert_eq!(done[0][0].uid, 2);
+    assert_eq!(store.kv_get("queue/a").unwrap(), b"uid 2");
+    assert!(store.kv_get("queue/gone").is_none());
+    // A refused append writes no side key either.
+    let prepared = Arc::new(PreparedMessage::new(&msg(3), store.options()));
+    let side = SideWrites { keys: vec!["queue/b".into()], values: Box::new(|_| vec![Some(b"b".to_vec())]) };
+    assert!(store.append_many_with(vec![(prepared, vec![target(queue, 999)])], side).is_err());
+    assert!(store.kv_get("queue/b").is_none());
+    // Both survive a replay without a snapshot.
+    drop(store);
+    let _ = std::fs::remove_file(dir.path().join("index.snap"));
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.kv_get("queue/a").unwrap(), b"uid 2");
+    assert_eq!(store.read_message(queue, inbox, 2).unwrap(), msg(2));
+}
