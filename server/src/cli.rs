@@ -48,6 +48,46 @@ pub enum Command {
     /// Manage aliases: addresses that deliver to users or remote addresses (works whether or not the server runs).
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Inspect and steer the outbound queue (works whether or not the server runs).
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// DKIM keys that sign outgoing mail, one per domain (works whether or not the server runs).
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Make (or replace) the key of a local domain and print the DNS TXT record to publish.
+    Generate {
+        domain: String,
+        /// The selector: the record is SELECTOR._domainkey.DOMAIN.
+        #[arg(long, default_value = "postlog")]
+        selector: String,
+        /// rsa (2048 bits; made with the openssl command) or ed25519 (RFC 8463).
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+    },
+    /// Print a domain's TXT record again.
+    Show { domain: String },
+    /// Every domain's key and record.
+    List,
+    /// Delete a domain's key: its mail goes unsigned.
+    Del { domain: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// One line per queued message: id, size, arrival, sender, pending recipients, next attempt.
+    List,
+    /// Everything about one queued message, with each recipient's last answer.
+    Show { id: String },
+    /// Attempt one queued message now.
+    Retry { id: String },
+    /// Remove a queued message without sending a bounce.
+    Delete { id: String },
+    /// Attempt every queued message now.
+    Flush,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +264,8 @@ pub fn main() -> ExitCode {
         Command::Domain(_) => "domain",
         Command::User(_) => "user",
         Command::Alias(_) => "alias",
+        Command::Queue(_) => "queue",
+        Command::Dkim(_) => "dkim",
     };
     // `serve` sets its logs up from the configuration's [log] table (frame::logging).
     if !matches!(cli.command, Command::Serve) {
@@ -257,6 +299,8 @@ pub fn run(cli: Cli) -> Result<i32, CmdError> {
         Command::Domain(c) => run_directory(&config, domain_request(c)),
         Command::User(c) => run_directory(&config, user_request(c)?),
         Command::Alias(c) => run_directory(&config, alias_request(c)),
+        Command::Queue(c) => run_directory(&config, queue_request(c)),
+        Command::Dkim(c) => run_directory(&config, dkim_request(c)),
     }
 }
 
@@ -306,6 +350,27 @@ fn user_request(c: UserCommand) -> Result<crate::control::Request, CmdError> {
             Request::UserQuota { address, quota_bytes }
         }
     })
+}
+
+fn dkim_request(c: DkimCommand) -> crate::control::Request {
+    use crate::control::Request;
+    match c {
+        DkimCommand::Generate { domain, selector, algorithm } => Request::DkimGenerate { domain, selector, algorithm },
+        DkimCommand::Show { domain } => Request::DkimShow { domain },
+        DkimCommand::List => Request::DkimList,
+        DkimCommand::Del { domain } => Request::DkimDelete { domain },
+    }
+}
+
+fn queue_request(c: QueueCommand) -> crate::control::Request {
+    use crate::control::Request;
+    match c {
+        QueueCommand::List => Request::QueueList,
+        QueueCommand::Show { id } => Request::QueueShow { id },
+        QueueCommand::Retry { id } => Request::QueueRetry { id: Some(id) },
+        QueueCommand::Delete { id } => Request::QueueDelete { id },
+        QueueCommand::Flush => Request::QueueRetry { id: None },
+    }
 }
 
 fn alias_request(c: AliasCommand) -> crate::control::Request {

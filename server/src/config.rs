@@ -62,6 +62,19 @@ quota_reply = "temporary"
 max_hops = 50
 max_header_size = "1M"
 
+[queue]
+lifetime = "5d"
+delay_notice = "4h"
+min_backoff = "5m"
+max_backoff = "1h"
+max_connections = 50
+max_connections_per_domain = 10
+max_messages_per_connection = 100
+mx_port = 25
+connect_timeout = 30
+tls = "opportunistic"
+ca_file = ""
+
 [log]
 level = "info"
 format = "text"
@@ -73,9 +86,10 @@ pub const LISTENERS: [&str; 9] =
 
 /// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
 /// documented and set in the example file.
-pub const KEYS: [&str; 48] = [
+pub const KEYS: [&str; 67] = [
     "hostname",
     "data_dir",
+    "resolver",
     "listen.smtp",
     "listen.submission",
     "listen.submissions",
@@ -113,6 +127,21 @@ pub const KEYS: [&str; 48] = [
     "smtp.quota_reply",
     "smtp.max_hops",
     "smtp.max_header_size",
+    "queue.lifetime",
+    "queue.delay_notice",
+    "queue.min_backoff",
+    "queue.max_backoff",
+    "queue.max_connections",
+    "queue.max_connections_per_domain",
+    "queue.max_messages_per_connection",
+    "queue.mx_port",
+    "queue.connect_timeout",
+    "queue.tls",
+    "queue.ca_file",
+    "relay.host",
+    "relay.username",
+    "relay.password",
+    "relay.tls",
     "log.level",
     "log.format",
     // Tables themselves, so that the docs name each one.
@@ -123,6 +152,9 @@ pub const KEYS: [&str; 48] = [
     "[auth]",
     "[quota]",
     "[smtp]",
+    "[queue]",
+    "[relay]",
+    "[routes]",
 ];
 
 /// The longest duration any key accepts: one year. Larger values would overflow timers.
@@ -140,7 +172,36 @@ struct RawConfig {
     auth: Option<RawAuth>,
     quota: Option<RawQuota>,
     smtp: Option<RawSmtp>,
+    resolver: Option<toml::Value>,
+    queue: Option<RawQueue>,
+    relay: Option<RawRelay>,
+    routes: Option<toml::Table>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    lifetime: Option<toml::Value>,
+    delay_notice: Option<toml::Value>,
+    min_backoff: Option<toml::Value>,
+    max_backoff: Option<toml::Value>,
+    max_connections: Option<toml::Value>,
+    max_connections_per_domain: Option<toml::Value>,
+    max_messages_per_connection: Option<toml::Value>,
+    mx_port: Option<toml::Value>,
+    connect_timeout: Option<toml::Value>,
+    tls: Option<toml::Value>,
+    ca_file: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    host: Option<toml::Value>,
+    username: Option<toml::Value>,
+    password: Option<toml::Value>,
+    tls: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -451,6 +512,68 @@ pub struct Smtp {
     pub max_header_size: u64,
 }
 
+/// How outbound SMTP uses TLS with a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Plain text only (for test rigs and broken peers).
+    Off,
+    /// STARTTLS when offered, without checking the certificate (RFC 7435); plain text
+    /// otherwise, and also when the handshake fails.
+    Opportunistic,
+    /// STARTTLS required, with the certificate checked against the trusted roots and the
+    /// destination's host name; otherwise the delivery is deferred.
+    Require,
+}
+
+impl TlsPolicy {
+    fn parse(s: &str) -> Result<TlsPolicy, String> {
+        match s {
+            "off" => Ok(TlsPolicy::Off),
+            "opportunistic" => Ok(TlsPolicy::Opportunistic),
+            "require" => Ok(TlsPolicy::Require),
+            _ => Err(format!("{s:?} is not one of off, opportunistic, require")),
+        }
+    }
+}
+
+/// Where mail goes instead of the MX hosts: a `[routes]` entry or the `[relay]` host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// A host name or an IP address.
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsPolicy,
+}
+
+/// `[relay]`: a smarthost that takes all outbound mail not routed by `[routes]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    pub hop: NextHop,
+    /// AUTH PLAIN (or LOGIN) with these, after TLS.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// `[queue]`: outbound delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// How long a message is retried before it bounces.
+    pub lifetime: Duration,
+    /// After this long undelivered, the sender gets a "delayed" notice (once).
+    pub delay_notice: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_connections: u32,
+    pub max_connections_per_domain: u32,
+    pub max_messages_per_connection: u32,
+    /// The port MX hosts (and A/AAAA fallbacks) are reached on.
+    pub mx_port: u16,
+    pub connect_timeout: Duration,
+    pub tls: TlsPolicy,
+    /// Extra trusted roots (PEM) for `tls = "require"`, besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Trace,
@@ -501,6 +624,12 @@ pub struct Config {
     pub auth: crate::auth::AuthSettings,
     pub quota: Quota,
     pub smtp: Smtp,
+    /// The DNS server for outbound lookups; `None`: the system's (`/etc/resolv.conf`).
+    pub resolver: Option<SocketAddr>,
+    pub queue: Queue,
+    pub relay: Option<Relay>,
+    /// Per recipient domain (lower case), where its mail goes instead of its MX hosts.
+    pub routes: std::collections::BTreeMap<String, NextHop>,
     pub log: Log,
 }
 
@@ -563,6 +692,22 @@ impl Config {
                 max_hops: 0,
                 max_header_size: 0,
             },
+            resolver: None,
+            queue: Queue {
+                lifetime: zero,
+                delay_notice: zero,
+                min_backoff: zero,
+                max_backoff: zero,
+                max_connections: 0,
+                max_connections_per_domain: 0,
+                max_messages_per_connection: 0,
+                mx_port: 0,
+                connect_timeout: zero,
+                tls: TlsPolicy::Opportunistic,
+                ca_file: None,
+            },
+            relay: None,
+            routes: std::collections::BTreeMap::new(),
             log: Log { level: LogLevel::Info, format: LogFormat::Text },
         };
         cfg.merge_str(DEFAULT_CONFIG, "the embedded defaults").expect("the embedded defaults are valid");
@@ -717,6 +862,57 @@ impl Config {
         if let Some(m) = &raw.smtp {
             self.merge_smtp(m, &v)?;
         }
+        if let Some(x) = &raw.resolver {
+            let s = v.string(x, "resolver")?;
+            self.resolver = if s == "system" {
+                None
+            } else {
+                Some(parse_resolver(s).map_err(|w| v.err("resolver", w))?)
+            };
+        }
+        if let Some(q) = &raw.queue {
+            self.merge_queue(q, &v)?;
+        }
+        if let Some(r) = &raw.relay {
+            self.merge_relay(r, &v)?;
+        }
+        if let Some(routes) = &raw.routes {
+            for (domain, x) in routes {
+                let key = format!("routes.{domain:?}");
+                let name = domain.trim_end_matches('.').to_ascii_lowercase();
+                validate_hostname(&name).map_err(|w| v.err(&key, w))?;
+                let hop = match x {
+                    toml::Value::String(s) => {
+                        let (host, port) = parse_host_port(s, 25).map_err(|w| v.err(&key, w))?;
+                        NextHop { host, port, tls: self.queue.tls }
+                    }
+                    toml::Value::Table(t) => {
+                        let mut host = None;
+                        let mut tls = self.queue.tls;
+                        for (k, x) in t {
+                            let full = format!("{key}.{k}");
+                            match k.as_str() {
+                                "host" => host = Some(parse_host_port(v.string(x, &full)?, 25).map_err(|w| v.err(&full, w))?),
+                                "tls" => tls = TlsPolicy::parse(v.string(x, &full)?).map_err(|w| v.err(&full, w))?,
+                                _ => return Err(v.err(&full, "unknown key (a route takes host and tls)".into())),
+                            }
+                        }
+                        let (host, port) = host.ok_or_else(|| v.err(&key, "a route table needs `host`".into()))?;
+                        NextHop { host, port, tls }
+                    }
+                    other => {
+                        return Err(v.err(
+                            &key,
+                            format!(
+                                "must be \"host:port\" or {{ host = \"host:port\", tls = \"require\" }}, not {}",
+                                describe(other)
+                            ),
+                        ));
+                    }
+                };
+                self.routes.insert(name, hop);
+            }
+        }
         if let Some(l) = &raw.log {
             if let Some(x) = &l.level {
                 self.log.level = match v.string(x, "log.level")? {
@@ -802,6 +998,128 @@ impl Config {
     }
 }
 
+impl Config {
+    fn merge_queue(&mut self, m: &RawQueue, v: &Values) -> Result<(), ConfigError> {
+        let q = &mut self.queue;
+        let durations = [
+            (&m.lifetime, "queue.lifetime", &mut q.lifetime, 1),
+            (&m.delay_notice, "queue.delay_notice", &mut q.delay_notice, 0),
+            (&m.min_backoff, "queue.min_backoff", &mut q.min_backoff, 1),
+            (&m.max_backoff, "queue.max_backoff", &mut q.max_backoff, 1),
+            (&m.connect_timeout, "queue.connect_timeout", &mut q.connect_timeout, 1),
+        ];
+        for (x, key, slot, min) in durations {
+            if let Some(x) = x {
+                *slot = v.duration(x, key, min)?;
+            }
+        }
+        if q.max_backoff < q.min_backoff {
+            return Err(v.err("queue.max_backoff", "must not be less than queue.min_backoff".into()));
+        }
+        let counts = [
+            (&m.max_connections, "queue.max_connections", &mut q.max_connections),
+            (&m.max_connections_per_domain, "queue.max_connections_per_domain", &mut q.max_connections_per_domain),
+            (&m.max_messages_per_connection, "queue.max_messages_per_connection", &mut q.max_messages_per_connection),
+        ];
+        for (x, key, slot) in counts {
+            if let Some(x) = x {
+                *slot = v.int(x, key, 1, 100_000)? as u32;
+            }
+        }
+        if let Some(x) = &m.mx_port {
+            q.mx_port = v.int(x, "queue.mx_port", 1, 65535)? as u16;
+        }
+        if let Some(x) = &m.tls {
+            q.tls = TlsPolicy::parse(v.string(x, "queue.tls")?).map_err(|w| v.err("queue.tls", w))?;
+        }
+        if let Some(x) = &m.ca_file {
+            let s = v.string(x, "queue.ca_file")?;
+            q.ca_file = (!s.is_empty()).then(|| PathBuf::from(s));
+        }
+        Ok(())
+    }
+
+    fn merge_relay(&mut self, m: &RawRelay, v: &Values) -> Result<(), ConfigError> {
+        let text = |x: &Option<toml::Value>, key: &str| -> Result<Option<String>, ConfigError> {
+            match x {
+                Some(x) => Ok(Some(v.string(x, key)?.to_string()).filter(|s| !s.is_empty())),
+                None => Ok(None),
+            }
+        };
+        let host = text(&m.host, "relay.host")?;
+        let username = text(&m.username, "relay.username")?;
+        let password = text(&m.password, "relay.password")?;
+        let tls = match &m.tls {
+            Some(x) => Some(TlsPolicy::parse(v.string(x, "relay.tls")?).map_err(|w| v.err("relay.tls", w))?),
+            None => None,
+        };
+        let Some(host) = host else {
+            if username.is_some() || password.is_some() || tls.is_some() {
+                return Err(v.err("relay.host", "must be set when other [relay] keys are".into()));
+            }
+            self.relay = None;
+            return Ok(());
+        };
+        if username.is_some() != password.is_some() {
+            return Err(v.err("relay.password", "relay.username and relay.password go together".into()));
+        }
+        let (host, port) = parse_host_port(&host, 25).map_err(|w| v.err("relay.host", w))?;
+        // Credentials never cross the network in clear text.
+        let tls = tls.unwrap_or(if username.is_some() { TlsPolicy::Require } else { self.queue.tls });
+        if username.is_some() && tls != TlsPolicy::Require {
+            return Err(v.err("relay.tls", "must be \"require\" when the relay takes a password".into()));
+        }
+        self.relay = Some(Relay { hop: NextHop { host, port, tls }, username, password });
+        Ok(())
+    }
+}
+
+/// "host:port", "host" (the default port), "[v6]:port", "v4:port".
+fn parse_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
+    let bad = || format!("{s:?} is not a host such as \"mx.example.com\", \"mx.example.com:2525\" or \"127.0.0.1:25\"");
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok((a.ip().to_string(), a.port()));
+    }
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok((s.to_string(), default_port));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?),
+        None => (s, default_port),
+    };
+    validate_hostname(host.trim_end_matches('.')).map_err(|_| bad())?;
+    Ok((host.trim_end_matches('.').to_ascii_lowercase(), port))
+}
+
+/// A DNS server: "IP:port" or "IP" (port 53).
+fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    match s.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, 53)),
+        Err(_) => Err(format!("{s:?} is not \"system\" or a DNS server address such as \"127.0.0.1:53\"")),
+    }
+}
+
+/// A duration: whole seconds, or a number with a suffix `s`, `m`, `h` or `d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 30, \"90s\", \"5m\", \"4h\" or \"5d\"");
+    let t = s.trim();
+    let (digits, unit) = match t.as_bytes().last() {
+        Some(b's') => (&t[..t.len() - 1], 1),
+        Some(b'm') => (&t[..t.len() - 1], 60),
+        Some(b'h') => (&t[..t.len() - 1], 3600),
+        Some(b'd') => (&t[..t.len() - 1], 86400),
+        _ => (t, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(unit).filter(|n| *n <= MAX_SECONDS).map(Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
+}
+
 fn both_tls_files(given: &str) -> String {
     format!(
         "must be set together with `{given}`: give both the certificate chain and the private key (PEM), or \
@@ -821,6 +1139,21 @@ impl Values<'_> {
 
     fn string<'v>(&self, x: &'v toml::Value, key: &str) -> Result<&'v str, ConfigError> {
         x.as_str().ok_or_else(|| self.err(key, format!("must be a string, not {}", describe(x))))
+    }
+
+    /// A duration of at least `min` seconds: whole seconds, or a string with a unit.
+    fn duration(&self, x: &toml::Value, key: &str, min: u64) -> Result<Duration, ConfigError> {
+        let d = match x {
+            toml::Value::Integer(n) if *n >= 0 => Duration::from_secs((*n as u64).min(MAX_SECONDS + 1)),
+            toml::Value::String(s) => parse_duration(s).map_err(|w| self.err(key, w))?,
+            other => {
+                return Err(self.err(key, format!("must be a duration such as 300 or \"5m\", not {}", describe(other))));
+            }
+        };
+        if d.as_secs() < min || d.as_secs() > MAX_SECONDS {
+            return Err(self.err(key, format!("{}s is out of range ({min}s to {MAX_SECONDS}s)", d.as_secs())));
+        }
+        Ok(d)
     }
 
     /// A whole number in `min..=max`.
@@ -874,7 +1207,7 @@ fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     }
 }
 
-pub(crate) fn validate_hostname(s: &str) -> Result<(), String> {
+pub fn validate_hostname(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {
         return Err(format!("{s:?} is not a host name (1 to 253 characters)"));
     }

@@ -87,6 +87,60 @@ pub enum Request {
     AliasList {
         domain: Option<String>,
     },
+    /// Makes (or replaces) the DKIM key of a local domain.
+    DkimGenerate {
+        domain: String,
+        selector: String,
+        algorithm: String,
+    },
+    DkimShow {
+        domain: String,
+    },
+    DkimList,
+    DkimDelete {
+        domain: String,
+    },
+    QueueList,
+    QueueShow {
+        id: String,
+    },
+    /// `None`: every entry (`postlog queue flush`).
+    QueueRetry {
+        id: Option<String>,
+    },
+    QueueDelete {
+        id: String,
+    },
+}
+
+impl Request {
+    fn is_queue(&self) -> bool {
+        matches!(
+            self,
+            Request::QueueList | Request::QueueShow { .. } | Request::QueueRetry { .. } | Request::QueueDelete { .. }
+        )
+    }
+}
+
+/// What `postlog dkim` shows of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimPublic {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: String,
+    /// The TXT record to publish.
+    pub record: String,
+}
+
+impl From<&crate::dkim::DkimKey> for DkimPublic {
+    fn from(k: &crate::dkim::DkimKey) -> Self {
+        DkimPublic {
+            domain: k.domain.clone(),
+            selector: k.selector.clone(),
+            algorithm: k.algorithm.clone(),
+            record: k.txt_record(),
+        }
+    }
 }
 
 /// The answer to a [`Request`].
@@ -105,6 +159,15 @@ pub enum Response {
     },
     Aliases {
         aliases: Vec<AliasEntry>,
+    },
+    /// DKIM keys: their DNS records (never the private keys).
+    Dkim {
+        keys: Vec<DkimPublic>,
+    },
+    /// Queue entries; `detail`: one entry in full (`postlog queue show`).
+    Queue {
+        entries: Vec<crate::queue::Entry>,
+        detail: bool,
     },
     /// Nothing was done (unless the message says otherwise); `message` says why.
     Error {
@@ -159,8 +222,46 @@ pub fn execute(directory: &Directory, request: Request) -> Response {
         Request::AliasList { domain } => {
             directory.aliases(domain.as_deref()).map(|aliases| Response::Aliases { aliases })
         }
+        Request::QueueList | Request::QueueShow { .. } | Request::QueueRetry { .. } | Request::QueueDelete { .. } => {
+            return Response::Error { message: "queue requests are answered by the queue".into() };
+        }
+        Request::DkimGenerate { domain, selector, algorithm } => return dkim_generate(directory, &domain, &selector, &algorithm),
+        Request::DkimShow { domain } => {
+            return match crate::dkim::key(directory.store(), domain.trim_end_matches('.')) {
+                Some(k) => Response::Dkim { keys: vec![DkimPublic::from(&k)] },
+                None => Response::Error { message: format!("{domain} has no DKIM key (postlog dkim generate {domain})") },
+            };
+        }
+        Request::DkimList => {
+            let keys = crate::dkim::keys(directory.store());
+            return Response::Dkim { keys: keys.iter().map(DkimPublic::from).collect() };
+        }
+        Request::DkimDelete { domain } => {
+            return match crate::dkim::delete(directory.store(), &domain) {
+                Ok(true) => done(format!("deleted the DKIM key of {domain}; mail from it goes unsigned")),
+                Ok(false) => Response::Error { message: format!("{domain} has no DKIM key") },
+                Err(e) => Response::Error { message: e },
+            };
+        }
     };
     result.unwrap_or_else(|e| Response::Error { message: e.to_string() })
+}
+
+fn dkim_generate(directory: &Directory, domain: &str, selector: &str, algorithm: &str) -> Response {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if !directory.is_local_domain(&domain) {
+        return Response::Error { message: format!("{domain} is not a local domain (postlog domain add {domain})") };
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    match crate::dkim::generate(&domain, selector, algorithm, now)
+        .and_then(|k| crate::dkim::save(directory.store(), &k).map(|()| k))
+    {
+        Ok(k) => {
+            tracing::info!(domain = %k.domain, selector = %k.selector, algorithm = %k.algorithm, "dkim: key generated");
+            Response::Dkim { keys: vec![DkimPublic::from(&k)] }
+        }
+        Err(e) => Response::Error { message: e },
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,7 +304,11 @@ impl Drop for ControlHandle {
 /// Serves the control socket at `path` (normally [`socket_path`] of the data directory) on
 /// its own threads. A socket file left by an earlier server that is gone is replaced; one
 /// that answers is an error (`AddrInUse`).
-pub fn spawn_control_server(directory: Directory, path: &Path) -> io::Result<ControlHandle> {
+pub fn spawn_control_server(
+    directory: Directory,
+    queue: Option<crate::queue::QueueHandle>,
+    path: &Path,
+) -> io::Result<ControlHandle> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
@@ -223,13 +328,18 @@ pub fn spawn_control_server(directory: Directory, path: &Path) -> io::Result<Con
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("postlog-control".into())
-            .spawn(move || accept_loop(listener, directory, stop))?
+            .spawn(move || accept_loop(listener, directory, queue, stop))?
     };
     tracing::info!("control socket listening at {}", path.display());
     Ok(ControlHandle { path: path.to_path_buf(), stop, thread: Some(thread) })
 }
 
-fn accept_loop(listener: UnixListener, directory: Directory, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: UnixListener,
+    directory: Directory,
+    queue: Option<crate::queue::QueueHandle>,
+    stop: Arc<AtomicBool>,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -250,9 +360,10 @@ fn accept_loop(listener: UnixListener, directory: Directory, stop: Arc<AtomicBoo
             continue;
         }
         let directory = directory.clone();
+        let queue = queue.clone().map(crate::queue::control::Access::Running);
         let active = active.clone();
         let spawned = std::thread::Builder::new().name("postlog-control-conn".into()).spawn(move || {
-            if let Err(e) = serve_connection(stream, &directory) {
+            if let Err(e) = serve_connection(stream, &directory, queue.as_ref()) {
                 tracing::debug!("control connection ended: {e}");
             }
             active.fetch_sub(1, Ordering::SeqCst);
@@ -263,7 +374,11 @@ fn accept_loop(listener: UnixListener, directory: Directory, stop: Arc<AtomicBoo
     }
 }
 
-fn serve_connection(stream: UnixStream, directory: &Directory) -> io::Result<()> {
+fn serve_connection(
+    stream: UnixStream,
+    directory: &Directory,
+    queue: Option<&crate::queue::control::Access>,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
     let mut writer = stream.try_clone()?;
@@ -280,6 +395,10 @@ fn serve_connection(stream: UnixStream, directory: &Directory) -> io::Result<()>
             return Ok(());
         }
         let response = match serde_json::from_slice::<Request>(&line) {
+            Ok(request) if request.is_queue() => match queue {
+                Some(q) => crate::queue::control::execute(q, request),
+                None => Response::Error { message: "this server runs without an outbound queue".into() },
+            },
             Ok(request) => execute(directory, request),
             Err(e) => Response::Error { message: format!("malformed request: {e}") },
         };
@@ -318,14 +437,30 @@ pub fn send(path: &Path, request: &Request, timeout: Duration) -> io::Result<Res
 /// default quota (used for listings when the store is opened directly).
 pub fn run_request(config: &Config, quota_default_bytes: u64, request: Request) -> Result<Response, CmdError> {
     let dir = &config.data_dir;
-    let read_only = matches!(request, Request::DomainList | Request::UserList { .. } | Request::AliasList { .. });
+    let read_only = matches!(
+        request,
+        Request::DomainList
+            | Request::UserList { .. }
+            | Request::AliasList { .. }
+            | Request::QueueList
+            | Request::QueueShow { .. }
+            | Request::DkimList
+            | Request::DkimShow { .. }
+    );
     if read_only && !dir.is_dir() {
         return Err(CmdError::new(format!("the data directory {} does not exist", dir.display())));
     }
     match Store::open(dir, Options::default()) {
         Ok(store) => {
             let directory = Directory::new(store.clone(), quota_default_bytes);
-            let response = execute(&directory, request);
+            let response = if request.is_queue() {
+                match crate::queue::Queue::open(store.clone(), config.queue.clone()) {
+                    Ok(q) => crate::queue::control::execute(&crate::queue::control::Access::Offline(q), request),
+                    Err(e) => Response::Error { message: format!("opening the queue: {e}") },
+                }
+            } else {
+                execute(&directory, request)
+            };
             drop(directory);
             store.close().map_err(|e| CmdError::new(format!("closing the store: {e}")))?;
             Ok(response)
@@ -372,6 +507,13 @@ pub fn print_response(response: &Response) -> Result<i32, CmdError> {
                 println!("{}\t{}", a.source, a.targets.join(", "));
             }
         }
+        Response::Queue { entries, detail } => crate::queue::control::print(entries, *detail),
+        Response::Dkim { keys } => {
+            for k in keys {
+                println!("; {} selector {} ({}): publish this TXT record", k.domain, k.selector, k.algorithm);
+                println!("{}", k.record);
+            }
+        }
         Response::Error { message } => return Err(CmdError::new(message.clone())),
     }
     Ok(exit::OK)
@@ -398,10 +540,10 @@ mod tests {
         let store = Store::open(&dir.path().join("data"), Options::default()).unwrap();
         let directory = Directory::new(store.clone(), 0);
         let path = dir.path().join("control.sock");
-        let handle = spawn_control_server(directory.clone(), &path).unwrap();
+        let handle = spawn_control_server(directory.clone(), None, &path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(spawn_control_server(directory.clone(), &path).is_err(), "a second server is refused");
+        assert!(spawn_control_server(directory.clone(), None, &path).is_err(), "a second server is refused");
 
         let timeout = Duration::from_secs(10);
         let r = send(&path, &Request::DomainAdd { domain: "Example.TEST".into() }, timeout).unwrap();
@@ -429,7 +571,7 @@ mod tests {
         // A socket file left behind by a dead server is replaced.
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        let handle = spawn_control_server(directory, &path).unwrap();
+        let handle = spawn_control_server(directory, None, &path).unwrap();
         assert!(matches!(send(&path, &Request::DomainList, timeout).unwrap(), Response::Domains { .. }));
         drop(handle);
         assert!(!path.exists());

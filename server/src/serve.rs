@@ -82,9 +82,13 @@ async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(),
     tracing::info!("tls: {}", tls.origin);
     let bound = bind_all(&config.listen).map_err(|e| CmdError::new(e.to_string()))?;
     let metrics = Metrics::new();
-    let services = build_services(&config, &store, &metrics)?;
+    let (services, scheduler) = build_services(&config, &store, &metrics)?;
     let (trigger, shutdown) = shutdown::channel();
     let ctx = Arc::new(ServerContext::new(config, store, metrics, tls, services, shutdown));
+    let scheduler = {
+        let mut stop = ctx.shutdown_signal();
+        tokio::spawn(scheduler.run(async move { stop.triggered().await }))
+    };
     let front_ends = front_ends(&ctx);
     let control = start_control(&ctx)?;
 
@@ -120,17 +124,30 @@ async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(),
     }
     // Stopped after the sessions and before the store closes.
     drop(control);
+    let _ = scheduler.await;
     tracing::info!("closing the store");
     Ok(())
 }
 
 /// Builds the directory and the authenticator (with its brute-force limiter); runs before any
 /// listener accepts. An error stops the start (exit 2).
-fn build_services(config: &Config, store: &Store, _metrics: &Metrics) -> Result<Services, CmdError> {
+fn build_services(
+    config: &Config,
+    store: &Store,
+    _metrics: &Metrics,
+) -> Result<(Services, crate::queue::scheduler::Scheduler), CmdError> {
     let directory = crate::directory::Directory::new(store.clone(), config.quota.default_bytes);
     let auth = crate::auth::Authenticator::new(directory.clone(), config.auth.clone())
         .map_err(|e| CmdError::new(format!("cannot set up authentication: {e}")))?;
-    Ok(Services { directory, auth })
+    let queue = crate::queue::Queue::open(store.clone(), config.queue.clone())
+        .map_err(|e| CmdError::new(format!("cannot open the outbound queue: {e}")))?;
+    let router = Arc::new(crate::queue::route::Router::new(config).map_err(CmdError::new)?);
+    let deliver = crate::queue::client::connector(config, queue.clone(), router.clone())
+        .map_err(|e| CmdError::new(format!("cannot set up outbound delivery: {e}")))?;
+    let bounce = crate::queue::bounce::maker(config, directory.clone());
+    let (scheduler, handle) = crate::queue::scheduler::Scheduler::new(queue.clone(), router, deliver, bounce);
+    let queue = Some(crate::queue::QueueHandle { queue, scheduler: handle });
+    Ok((Services { directory, auth, queue }, scheduler))
 }
 
 /// Which front end serves which listener. Each protocol's front end replaces the
@@ -156,7 +173,7 @@ type StopOnDrop = Box<dyn Send>;
 /// the start (exit 2).
 fn start_control(ctx: &Arc<ServerContext>) -> Result<Option<StopOnDrop>, CmdError> {
     let path = crate::control::socket_path(&ctx.config.data_dir);
-    let handle = crate::control::spawn_control_server(ctx.services.directory.clone(), &path)
+    let handle = crate::control::spawn_control_server(ctx.services.directory.clone(), ctx.services.queue.clone(), &path)
         .map_err(|e| CmdError::new(format!("cannot serve the control socket {}: {e}", path.display())))?;
     Ok(Some(Box::new(handle)))
 }

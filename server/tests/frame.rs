@@ -456,6 +456,8 @@ fn the_example_config_loads_and_documents_every_key() {
     assert_eq!(example.auth, defaults.auth);
     assert_eq!(example.quota, defaults.quota);
     assert_eq!(example.log, defaults.log);
+    assert_eq!(example.queue, defaults.queue);
+    assert_eq!((example.resolver, &example.relay, example.routes.len()), (None, &None, 0));
 
     let example_text = fs::read_to_string(&example_path).unwrap();
     let docs = fs::read_to_string(root.join("docs/configuration.md")).unwrap();

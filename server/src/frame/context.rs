@@ -19,6 +19,8 @@ use crate::config::Config;
 pub struct Services {
     pub directory: crate::directory::Directory,
     pub auth: crate::auth::Authenticator,
+    /// The outbound queue (`None` in tools and tests that run without one).
+    pub queue: Option<crate::queue::QueueHandle>,
 }
 
 impl std::fmt::Debug for Services {

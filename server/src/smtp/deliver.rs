@@ -21,14 +21,23 @@ pub struct Policy {
     pub directory: Directory,
     pub mode: Mode,
     pub quota_reply: QuotaReply,
+    /// The outbound queue runs: remote recipients (submission) and forwarding aliases are
+    /// accepted and queued.
+    pub queue_available: bool,
 }
 
-/// The local users one recipient resolves to.
+/// The local users and remote addresses one recipient resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     /// As the client gave it, for logs and `for <...>`.
     pub address: String,
     pub users: Vec<LocalUser>,
+    /// Addresses the message is passed on to through the outbound queue: the recipient itself
+    /// (submission to another domain), or an alias' remote targets.
+    pub remote: Vec<String>,
+    /// `NOTIFY=` and `ORCPT=` as given at `RCPT`, kept for the outbound side.
+    pub notify: Option<postlog_protocol::smtp::Notify>,
+    pub orcpt: Option<String>,
 }
 
 impl Policy {
@@ -65,31 +74,34 @@ impl Policy {
             ForwardPath::Postmaster => return self.postmaster(),
         };
         let resolution = self.directory.resolve(&address).map_err(|e| resolve_error(&address, &e))?;
+        let resolved = |users, remote| Resolved { address: address.clone(), users, remote, notify: None, orcpt: None };
         match resolution {
             Resolution::User(user) => {
                 self.quota_check(&address, std::slice::from_ref(&user), declared_size)?;
-                Ok(Resolved { address, users: vec![user] })
+                Ok(resolved(vec![user], Vec::new()))
             }
             Resolution::Expanded { users, remote, .. } => {
-                if !remote.is_empty() {
-                    // Never accept what cannot be passed on: until the outbound queue exists the
-                    // sender keeps the message and retries.
+                // An alias forwarding to other domains: those copies go through the queue.
+                if !remote.is_empty() && !self.queue_available {
                     return Err(Reply::new(
                         451,
                         "4.4.3",
-                        format!("<{address}>: forwarding to remote addresses is not available yet; try again later"),
+                        format!("<{address}>: forwarding to remote addresses is not available; try again later"),
                     ));
                 }
                 self.quota_check(&address, &users, declared_size)?;
-                Ok(Resolved { address, users })
+                Ok(resolved(users, remote))
             }
             Resolution::Unknown => {
                 Err(Reply::new(550, "5.1.1", format!("<{address}>: Recipient address rejected: no such user here")))
             }
+            Resolution::NotLocal if self.mode == Mode::Submission && authenticated && self.queue_available => {
+                Ok(resolved(Vec::new(), vec![address.clone()]))
+            }
             Resolution::NotLocal if self.mode == Mode::Submission && authenticated => Err(Reply::new(
                 451,
                 "4.4.3",
-                format!("<{address}>: delivery to remote domains is not available yet; try again later"),
+                format!("<{address}>: delivery to remote domains is not available; try again later"),
             )),
             Resolution::NotLocal if self.mode == Mode::Lmtp => {
                 Err(Reply::new(550, "5.1.1", format!("<{address}>: Recipient address rejected: not a local domain")))
@@ -104,9 +116,11 @@ impl Policy {
         for d in self.directory.domains().unwrap_or_default() {
             let address = format!("postmaster@{}", d.domain);
             match self.directory.resolve(&address) {
-                Ok(Resolution::User(u)) => return Ok(Resolved { address, users: vec![u] }),
+                Ok(Resolution::User(u)) => {
+                    return Ok(Resolved { address, users: vec![u], remote: Vec::new(), notify: None, orcpt: None });
+                }
                 Ok(Resolution::Expanded { users, remote, .. }) if remote.is_empty() && !users.is_empty() => {
-                    return Ok(Resolved { address, users });
+                    return Ok(Resolved { address, users, remote: Vec::new(), notify: None, orcpt: None });
                 }
                 _ => {}
             }

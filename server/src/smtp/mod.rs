@@ -156,8 +156,12 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
         return;
     }
     let mut session = Session::new(session_config(&ctx, fe.mode, &conn));
-    let policy =
-        Policy { directory: ctx.services.directory.clone(), mode: fe.mode, quota_reply: ctx.config.smtp.quota_reply };
+    let policy = Policy {
+        directory: ctx.services.directory.clone(),
+        mode: fe.mode,
+        quota_reply: ctx.config.smtp.quota_reply,
+        queue_available: ctx.services.queue.is_some(),
+    };
     let mut d = Driver::default();
     // Big enough for a typical message in a few reads; not zeroed per connection more than once.
     let mut buf = vec![0u8; 16 * 1024];
@@ -192,8 +196,10 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
                 }
                 session.answer_mail(verdict);
             }
-            Event::Rcpt { to, .. } => match policy.check_recipient(&to, d.user.is_some(), d.declared_size) {
-                Ok(r) => {
+            Event::Rcpt { to, params } => match policy.check_recipient(&to, d.user.is_some(), d.declared_size) {
+                Ok(mut r) => {
+                    r.notify = params.notify;
+                    r.orcpt = params.orcpt;
                     d.resolved.push(r);
                     session.answer_rcpt(Ok(()));
                 }
@@ -347,6 +353,23 @@ pub fn auth_failure_reply(f: &AuthFailure) -> Reply {
     }
 }
 
+/// RFC 3461 xtext: `+`, `=`, controls and non-ASCII as `+XX`.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+fn notify_set(n: postlog_protocol::smtp::Notify) -> crate::queue::NotifySet {
+    crate::queue::NotifySet { never: n.never, success: n.success, failure: n.failure, delay: n.delay }
+}
+
 fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -396,6 +419,20 @@ fn trace_fields(
         let user = &resolved[0].users[0];
         out.push_str(&format!("Delivered-To: {}\r\n", user.address));
     }
+    out.push_str(&received_field(ctx, conn, session, resolved, id, now));
+    out
+}
+
+/// The `Received:` field alone: what a message passed on to another server carries.
+fn received_field(
+    ctx: &ServerContext,
+    conn: &Connection,
+    session: &Session,
+    resolved: &[Resolved],
+    id: &str,
+    now: i64,
+) -> String {
+    let mut out = String::with_capacity(256);
     let helo = clean(session.helo().unwrap_or("unknown"));
     out.push_str(&format!("Received: from {helo} (unknown {})\r\n", ip_literal(conn.peer_ip())));
     if let Some(tls) = conn.tls_info() {
@@ -455,7 +492,10 @@ async fn deliver_message(
         message.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     message.extend_from_slice(&content);
-    drop(content);
+    let params = tx.params.clone();
+    let sender_plain = tx.from.as_ref().map_or_else(String::new, |m| m.to_string());
+    // The content is kept only when some of it goes to the queue.
+    let content_for_queue = if resolved.iter().any(|r| !r.remote.is_empty()) { content } else { Vec::new() };
 
     // Hashing, parsing and compressing: on this worker for usual sizes (about 100 µs), on the
     // blocking pool for big messages. Then the commit, awaited: the 250 waits for it.
@@ -480,18 +520,74 @@ async fn deliver_message(
         now,
     );
     let results = plan.results;
-    let error = if plan.targets.is_empty() {
-        None
+    // Remote recipients (submission to other domains, forwarding aliases) of the recipients
+    // accepted: queued in the same commit as the local copies.
+    let remote: Vec<(String, Option<String>, Option<crate::queue::NotifySet>)> = resolved
+        .iter()
+        .zip(&results)
+        .filter(|(_, res)| **res == RecipientResult::Delivered)
+        .flat_map(|(r, _)| {
+            r.remote.iter().map(|to| {
+                // A forwarded copy names the address it was sent to (RFC 3461 section 4.2).
+                let orcpt = r.orcpt.clone().or_else(|| {
+                    (!to.eq_ignore_ascii_case(&r.address)).then(|| format!("rfc822;{}", xtext(&r.address)))
+                });
+                (to.clone(), orcpt, r.notify.map(notify_set))
+            })
+        })
+        .collect();
+    let local = if plan.targets.is_empty() { Vec::new() } else { vec![(Arc::new(prepared), plan.targets)] };
+    let mut queued_as = None;
+    let error = if remote.is_empty() {
+        match local.is_empty() {
+            true => None,
+            false => ctx.store.append_many_async(local).await.err(),
+        }
     } else {
-        ctx.store.append_many_async(vec![(Arc::new(prepared), plan.targets)]).await.err()
+        let handle = ctx.services.queue.as_ref().expect("remote recipients are accepted only with a queue");
+        let mut outbound = received_field(ctx, conn, session, &resolved, &id, now).into_bytes();
+        for (name, value) in &outcome.add_headers {
+            outbound.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        outbound.extend_from_slice(&content_for_queue);
+        // Signed once, as queued, with the key of the sender's domain (if it has one).
+        if let Some(signature) = crate::dkim::sign(&ctx.store, &sender_plain, &outbound) {
+            outbound.splice(0..0, signature.into_bytes());
+        }
+        let outbound = Arc::new(PreparedMessage::new(&outbound, ctx.store.options()));
+        let new = crate::queue::NewMessage {
+            from: sender_plain.clone(),
+            envid: params.envid.clone(),
+            ret_headers: params.ret == Some(postlog_protocol::smtp::Ret::Headers),
+            body: match params.body {
+                postlog_protocol::smtp::BodyType::SevenBit => "7bit",
+                postlog_protocol::smtp::BodyType::EightBitMime => "8bitmime",
+                postlog_protocol::smtp::BodyType::BinaryMime => "binarymime",
+            }
+            .into(),
+            smtputf8: params.smtputf8,
+            recipients: remote,
+            message: outbound,
+        };
+        match handle.queue.enqueue(new, local, now).await {
+            Ok(entry) => {
+                queued_as = Some(entry.id.clone());
+                handle.scheduler.send(crate::queue::scheduler::Command::Enqueued(entry));
+                None
+            }
+            Err(e) => Some(e),
+        }
     };
+    let queued_as_shown = queued_as.is_some();
+    let id = queued_as.unwrap_or(id);
     let policy_reply = |r: &Resolved, result: &RecipientResult| -> Reply {
         match (result, &error) {
             (RecipientResult::Delivered, None) => {
+                let how = if queued_as_shown { "queued" } else { "delivered" };
                 if lmtp {
-                    Reply::new(250, "2.0.0", format!("<{}> Ok: delivered as {id}", r.address))
+                    Reply::new(250, "2.0.0", format!("<{}> Ok: {how} as {id}", r.address))
                 } else {
-                    Reply::new(250, "2.0.0", format!("Ok: delivered as {id}"))
+                    Reply::new(250, "2.0.0", format!("Ok: {how} as {id}"))
                 }
             }
             (RecipientResult::Delivered, Some(e)) => deliver::commit_error_reply(e),

@@ -109,13 +109,13 @@ def submission():
             expect_code(e, 553)
         s.sendmail("team@example.test", ["bob@example.test"],
                    message("from the alias", frm="team@example.test", to="bob@example.test").as_bytes())
-        # Remote recipients: refused for now with a temporary error (no outbound queue yet).
-        try:
-            s.sendmail("alice@example.test", ["friend@elsewhere.test"], message("out", frm="alice@example.test").as_bytes())
-            raise AssertionError("remote delivery was accepted without an outbound queue")
-        except smtplib.SMTPRecipientsRefused as e:
-            code, _ = e.recipients["friend@elsewhere.test"]
-            assert code == 451, e.recipients
+        # Remote recipients: taken into the outbound queue (the 250 names the queue id).
+        code, _ = s.mail("alice@example.test")
+        assert code == 250, code
+        code, _ = s.rcpt("friend@elsewhere.test")
+        assert code == 250, code
+        code, msg = s.data(message("out", frm="alice@example.test").as_bytes())
+        assert code == 250 and b"queued as" in msg, (code, msg)
     with smtplib.SMTP_SSL(HOST, PORTS["submissions"], timeout=30, context=tls_context()) as s:
         s.ehlo("phone")
         assert not s.has_extn("starttls")
