@@ -12,8 +12,10 @@
 //! Extensions: PIPELINING, SIZE, 8BITMIME, SMTPUTF8, CHUNKING, BINARYMIME, STARTTLS, AUTH,
 //! ENHANCEDSTATUSCODES, DSN (parameters parsed and handed over with the envelope).
 
+pub mod client;
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod reply;
 pub mod session;
 
