@@ -303,11 +303,7 @@ pub struct Answer {
 impl Answer {
     /// The enhanced status code: the server's, or `X.0.0` from the reply's class.
     pub fn status(&self) -> String {
-        if self.reply.status.is_empty() {
-            format!("{}.0.0", self.reply.code / 100)
-        } else {
-            self.reply.status.clone()
-        }
+        if self.reply.status.is_empty() { format!("{}.0.0", self.reply.code / 100) } else { self.reply.status.clone() }
     }
 }
 
@@ -1311,7 +1307,8 @@ impl ClientSession {
         }
         if let Some(tx) = self.tx.take() {
             let recipients = tx.outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Unanswered)).collect();
-            self.events.push_back(ClientEvent::MessageDone(MessageReport { recipients, content_sent: tx.content_sent }));
+            self.events
+                .push_back(ClientEvent::MessageDone(MessageReport { recipients, content_sent: tx.content_sent }));
         }
         self.output.clear();
         if quit {

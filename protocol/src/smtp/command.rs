@@ -745,7 +745,10 @@ mod tests {
                 assert_eq!(decode_xtext(&e).unwrap(), s);
             }
         }
-        assert_eq!(encode_utf8_addr_xtext("jösé+x=y\\@bü.test"), "j\\x{F6}s\\x{E9}\\x{2B}x\\x{3D}y\\x{5C}@b\\x{FC}.test");
+        assert_eq!(
+            encode_utf8_addr_xtext("jösé+x=y\\@bü.test"),
+            "j\\x{F6}s\\x{E9}\\x{2B}x\\x{3D}y\\x{5C}@b\\x{FC}.test"
+        );
         assert_eq!(decode_utf8_addr("j\\x{F6}s\\x{E9}\\x{2B}x@b\\x{FC}.test").unwrap(), "jösé+x@bü.test");
         assert_eq!(decode_utf8_addr("jösé@bücher.test").unwrap(), "jösé@bücher.test");
         for bad in ["a\\x{}", "a\\x{D800}", "a\\x{110000}", "a\\y", "a\\x{41", "a\\x{0}", ""] {

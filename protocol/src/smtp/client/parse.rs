@@ -150,8 +150,11 @@ impl ReplyParser {
             };
             self.lines.push(String::from_utf8_lossy(text).into_owned());
             if last {
-                let reply =
-                    Reply { code: self.code, status: std::mem::take(&mut self.status), lines: std::mem::take(&mut self.lines) };
+                let reply = Reply {
+                    code: self.code,
+                    status: std::mem::take(&mut self.status),
+                    lines: std::mem::take(&mut self.lines),
+                };
                 self.code = 0;
                 return Ok(Some(reply));
             }
@@ -161,10 +164,8 @@ impl ReplyParser {
 
 /// `(code, is the last line, text)` of one line without its CRLF.
 fn split_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
-    let valid_code = line.len() >= 3
-        && (b'2'..=b'5').contains(&line[0])
-        && line[1].is_ascii_digit()
-        && line[2].is_ascii_digit();
+    let valid_code =
+        line.len() >= 3 && (b'2'..=b'5').contains(&line[0]) && line[1].is_ascii_digit() && line[2].is_ascii_digit();
     if !valid_code {
         return Err(ReplyError::BadCode { line: quote(line) });
     }
@@ -183,7 +184,8 @@ fn enhanced_status(code: u16, text: &[u8]) -> Option<&str> {
     let word = std::str::from_utf8(&text[..end]).ok()?;
     let mut parts = word.split('.');
     let class = parts.next()?;
-    let numbers_ok = (0..2).all(|_| parts.next().is_some_and(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())));
+    let numbers_ok = (0..2)
+        .all(|_| parts.next().is_some_and(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())));
     let class_ok = class.len() == 1 && u16::from(class.as_bytes()[0]).wrapping_sub(u16::from(b'0')) == code / 100;
     (numbers_ok && class_ok && parts.next().is_none()).then_some(word)
 }
@@ -217,7 +219,10 @@ mod tests {
         for step in [1, 2, 3, 5, 1000] {
             let replies = parse_all(input, step).unwrap();
             assert_eq!(replies.len(), 5);
-            assert_eq!(replies[0], Reply { code: 220, status: String::new(), lines: vec!["mx.example.test ESMTP".into()] });
+            assert_eq!(
+                replies[0],
+                Reply { code: 220, status: String::new(), lines: vec!["mx.example.test ESMTP".into()] }
+            );
             assert_eq!(replies[1].lines, ["mx.example.test", "PIPELINING", "SIZE 1000"]);
             assert_eq!((replies[2].code, replies[2].status.as_str()), (550, "5.1.1"));
             assert_eq!(replies[2].lines, ["<bob@example.test>: no such user"]);

@@ -193,15 +193,7 @@ fn one_message_one_command_at_a_time() {
     assert_eq!(r.closed(), &Ok(()));
     assert_eq!(
         r.phases,
-        [
-            Phase::Greeting,
-            Phase::Ehlo,
-            Phase::Mail,
-            Phase::Rcpt,
-            Phase::Data,
-            Phase::DataEnd,
-            Phase::Quit
-        ]
+        [Phase::Greeting, Phase::Ehlo, Phase::Mail, Phase::Rcpt, Phase::Data, Phase::DataEnd, Phase::Quit]
     );
     assert_eq!(r.events.first(), Some(&ClientEvent::Ready));
 }
@@ -228,8 +220,10 @@ fn dsn_message() -> Message {
         size: Some(1),
         ..MailParams::default()
     };
-    m.recipients[0].params =
-        RcptParams { notify: Some(Notify { success: true, failure: true, ..Notify::default() }), orcpt: Some("rfc822;bob@example.net".into()) };
+    m.recipients[0].params = RcptParams {
+        notify: Some(Notify { success: true, failure: true, ..Notify::default() }),
+        orcpt: Some("rfc822;bob@example.net".into()),
+    };
     m.recipients[1].params = RcptParams { notify: Some(Notify { never: true, ..Notify::default() }), orcpt: None };
     m
 }
@@ -569,7 +563,10 @@ fn auth_login_and_auth_refused() {
         C: QUIT",
     );
     let err = r.closed().clone().unwrap_err();
-    assert_eq!(err, SessionError::Refused { reply: Reply::new(535, "5.7.8", "Error: authentication failed"), phase: Phase::Auth });
+    assert_eq!(
+        err,
+        SessionError::Refused { reply: Reply::new(535, "5.7.8", "Error: authentication failed"), phase: Phase::Auth }
+    );
     assert!(err.is_permanent());
 }
 
@@ -878,7 +875,10 @@ fn malformed_and_unexpected_replies_end_the_session() {
     // A bare LF line end.
     let mut s = ClientSession::new(config());
     s.handle_input(b"220 mx\n");
-    assert!(matches!(s.poll_event(), Some(ClientEvent::Closed(Err(SessionError::Malformed(ReplyError::NotCrlf { .. }))))));
+    assert!(matches!(
+        s.poll_event(),
+        Some(ClientEvent::Closed(Err(SessionError::Malformed(ReplyError::NotCrlf { .. }))))
+    ));
     // A reply nobody asked for.
     let mut s = ClientSession::new(config());
     s.handle_input(b"220 mx\r\n250 mx\r\n");
