@@ -718,10 +718,14 @@ impl ClientSession {
         }
     }
 
-    /// After [`ClientEvent::StartTls`]: the handshake is done; EHLO goes again.
+    /// After [`ClientEvent::StartTls`]: the handshake is done; EHLO goes again. Does nothing
+    /// once the session is closed.
     ///
     /// Panics if no handshake was asked for (a driver bug).
     pub fn handle_tls_established(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
         assert_eq!(self.state, State::TlsHandshake, "no TLS handshake was asked for");
         self.tls_active = true;
         self.parser = ReplyParser::new();
@@ -810,10 +814,14 @@ impl ClientSession {
         }
     }
 
-    /// After [`ClientEvent::Ready`]: no more messages; QUIT.
+    /// After [`ClientEvent::Ready`]: no more messages; QUIT. Does nothing once the session is
+    /// closed.
     ///
     /// Panics if the session is not ready (a driver bug).
     pub fn quit(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
         assert_eq!(self.state, State::Ready, "quit while the session is not ready");
         self.command("QUIT", Expect::Quit);
         self.state = State::Quitting;

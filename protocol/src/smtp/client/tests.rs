@@ -1288,3 +1288,37 @@ fn a_message_before_ready_is_a_driver_bug() {
     let mut s = ClientSession::new(config());
     let _ = s.send_message(message("a@example.test", &["b@example.net"], b"m\r\n"));
 }
+
+#[test]
+fn accessors_and_redacted_debug() {
+    let mut cfg = config();
+    cfg.tls_active = true;
+    cfg.credentials = Some(Credentials { username: "relay".into(), password: Secret::new("pencil".into()) });
+    assert!(!format!("{cfg:?}").contains("pencil"));
+    let mut s = ClientSession::new(cfg);
+    assert!(s.is_tls() && !s.is_authenticated());
+    s.handle_input(b"220 relay\r\n250-relay\r\n250-SIZE 1000\r\n250 AUTH PLAIN\r\n");
+    assert_eq!(s.phase(), Phase::Auth);
+    assert_eq!(s.capabilities().max_size, Some(1000));
+    s.handle_input(b"235 2.7.0 ok\r\n");
+    assert!(s.is_authenticated());
+    assert_eq!((s.poll_event(), s.phase()), (Some(ClientEvent::Ready), Phase::Ready));
+    let m = message("a@example.test", &["b@example.net"], b"secret content\r\n");
+    let debug = format!("{m:?}");
+    assert!(debug.contains("content_len: 16") && !debug.contains("secret content"), "{debug}");
+    s.send_message(m).unwrap();
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    assert!(String::from_utf8_lossy(&out).ends_with("MAIL FROM:<a@example.test> SIZE=16 AUTH=<>\r\n"));
+    // After the end, quitting and a late handshake are no-ops.
+    s.handle_eof();
+    s.quit();
+    s.handle_tls_established();
+    assert_eq!(s.poll_transmit(&mut out), 0);
+    assert!(matches!(s.poll_event(), Some(ClientEvent::MessageDone(_))));
+    assert!(matches!(
+        s.poll_event(),
+        Some(ClientEvent::Closed(Err(SessionError::ConnectionClosed { phase: Phase::Mail })))
+    ));
+    assert_eq!(s.poll_event(), None);
+}
