@@ -10,8 +10,11 @@
 //!  send_message(msg) / quit() / handle_tls_established() ──► next commands
 //! ```
 //! The driver loops: write everything [`poll_transmit`](ClientSession::poll_transmit) gives,
-//! handle every [`poll_event`](ClientSession::poll_event), and when both are empty read (with
-//! the timeout [`phase`](ClientSession::phase) calls for) and pass the bytes in.
+//! handle every [`poll_event`](ClientSession::poll_event) in order (answering `Ready` and
+//! `StartTls` before it reads again), and when both are empty read (with the timeout
+//! [`phase`](ClientSession::phase) calls for) and pass the bytes in. A `Ready` or `StartTls`
+//! still queued when the session ends is withdrawn, so `Closed` is never preceded by a
+//! question that can no longer be answered.
 //!
 //! # The conversation
 //!
@@ -1330,6 +1333,9 @@ impl ClientSession {
         self.tx = None;
         self.expect.clear();
         self.state = State::Closed;
+        // A `Ready` or `StartTls` queued before the end (the same read held the reply that
+        // made the session ready and the one that ended it) asks for what can no longer be.
+        self.events.retain(|e| !matches!(e, ClientEvent::Ready | ClientEvent::StartTls));
         self.events.push_back(ClientEvent::Closed(result));
     }
 }

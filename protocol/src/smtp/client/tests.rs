@@ -1322,3 +1322,29 @@ fn accessors_and_redacted_debug() {
     ));
     assert_eq!(s.poll_event(), None);
 }
+
+#[test]
+fn no_stale_ready_after_the_end() {
+    // One read holds the reply that ends a message and a 421: the driver must not be asked
+    // for the next message.
+    let mut s = ClientSession::new(config());
+    s.handle_input(b"220 mx\r\n250 mx\r\n");
+    assert_eq!(s.poll_event(), Some(ClientEvent::Ready));
+    s.send_message(message("a@example.test", &["b@example.net"], b"m\r\n")).unwrap();
+    s.handle_input(b"250 Ok\r\n250 Ok\r\n354 go\r\n");
+    let mut out = Vec::new();
+    while s.poll_transmit(&mut out) > 0 {}
+    s.handle_input(b"250 Ok\r\n421 4.3.2 bye\r\n");
+    assert!(
+        matches!(s.poll_event(), Some(ClientEvent::MessageDone(r)) if matches!(r.recipients[0], Outcome::Delivered(_)))
+    );
+    assert!(matches!(
+        s.poll_event(),
+        Some(ClientEvent::Closed(Err(SessionError::Refused { phase: Phase::Ready, .. })))
+    ));
+    assert_eq!(s.poll_event(), None);
+    // The same with STARTTLS: its 220 and plain text in one read.
+    let mut s = ClientSession::new(config());
+    s.handle_input(b"220 mx\r\n250-mx\r\n250 STARTTLS\r\n220 go\r\n421 bye\r\n");
+    assert_eq!(s.poll_event(), Some(ClientEvent::Closed(Err(SessionError::InputAfterStartTls))));
+}
