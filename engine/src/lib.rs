@@ -37,6 +37,6 @@ pub use error::{CommitError, OpenError, ReadError};
 pub use record::FlagOp;
 pub use state::{AccountId, MailboxId, MessageEntry, Uid, flag, special_use};
 pub use store::{
-    AppendTarget, Appended, Changes, CopyOutcome, MailboxInfo, Options, PreparedMessage, SideWrites, Store, StoreOutcome,
-    Usage,
+    AppendTarget, Appended, Changes, CopyOutcome, MailboxInfo, Options, PreparedMessage, SideWrites, Store,
+    StoreOutcome, Usage,
 };

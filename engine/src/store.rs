@@ -12,8 +12,8 @@
 //! Readers take the state's read lock and read bodies from segment files (memory maps);
 //! they never wait for the committer. A change becomes visible only once it is durable.
 
-use std::fmt;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};

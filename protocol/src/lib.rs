@@ -14,7 +14,8 @@
 //! ```
 //! - [`sasl`]: SASL server side (PLAIN, LOGIN, SCRAM-SHA-256), shared by SMTP `AUTH`,
 //!   IMAP `AUTHENTICATE` and POP3 `AUTH`.
-//! - [`smtp`]: SMTP, submission and LMTP server sessions.
+//! - [`smtp`]: SMTP, submission and LMTP server sessions; the SMTP client session for
+//!   outbound mail and the delivery status notifications it leads to.
 //! - [`imap`]: the IMAP4rev2/IMAP4rev1 command codec: framing with literal limits, parser,
 //!   response encoding.
 //! - [`secret`]: [`Secret`](secret::Secret), for credentials that must not reach a log.

@@ -414,7 +414,7 @@ fn parse_notify(v: &str) -> Option<Notify> {
 }
 
 /// RFC 3461 section 4: xtext is printable ASCII except `+` and `=`, with `+XX` hex escapes.
-fn is_xtext(v: &str) -> bool {
+pub fn is_xtext(v: &str) -> bool {
     let b = v.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -430,6 +430,81 @@ fn is_xtext(v: &str) -> bool {
         }
     }
     !v.is_empty()
+}
+
+/// Encodes octets as xtext (RFC 3461 section 4): printable ASCII other than `+` and `=` as is,
+/// everything else as `+XX` (upper-case hex).
+pub fn encode_xtext(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes xtext (RFC 3461 section 4) to the octets it stands for; `None` if it is not xtext.
+pub fn decode_xtext(value: &str) -> Option<Vec<u8>> {
+    if !is_xtext(value) {
+        return None;
+    }
+    let b = value.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'+' {
+            // is_xtext checked that two hex digits follow.
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Encodes an address as `utf-8-addr-xtext` (RFC 6533 section 3), the ASCII form of the
+/// `utf-8` address type: printable ASCII other than `+`, `=` and `\` as is, every other
+/// character as `\x{HEX}` (its code point in upper-case hex, no leading zeros).
+pub fn encode_utf8_addr_xtext(address: &str) -> String {
+    let mut out = String::with_capacity(address.len());
+    for c in address.chars() {
+        if matches!(c, '!'..='~') && !matches!(c, '+' | '=' | '\\') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{:X}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
+/// Decodes a `utf-8` address (RFC 6533 section 3: `utf-8-addr-xtext`, `utf-8-addr-unitext` or
+/// plain UTF-8): every `\x{HEX}` becomes its character. `None` for a malformed escape, a
+/// code point that is not a character, or a control character.
+pub fn decode_utf8_addr(value: &str) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let after = rest[i..].strip_prefix("\\x{")?;
+        let end = after.find('}')?;
+        let hex = &after[..end];
+        if hex.is_empty() || hex.len() > 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    if out.is_empty() || out.chars().any(char::is_control) {
+        return None;
+    }
+    Some(out)
 }
 
 /// `addr-type ";" xtext`; with SMTPUTF8 (RFC 6533) the `utf-8` type carries utf-8-addr-xtext,
@@ -656,6 +731,29 @@ mod tests {
             Command::Auth { mechanism: "LOGIN".into(), initial_response: None }
         );
         assert_eq!(parse_command(b"AUTH").unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn xtext_round_trips() {
+        assert_eq!(encode_xtext(b"a+b=c d\xff"), "a+2Bb+3Dc+20d+FF");
+        assert_eq!(decode_xtext("a+2Bb+3Dc+20d+FF").unwrap(), b"a+b=c d\xff");
+        assert_eq!(decode_xtext("a+zz"), None);
+        for s in [&b""[..], b"plain", b"+=+=", b"\x00\r\n", "jösé".as_bytes()] {
+            let e = encode_xtext(s);
+            assert!(s.is_empty() || is_xtext(&e), "{e}");
+            if !s.is_empty() {
+                assert_eq!(decode_xtext(&e).unwrap(), s);
+            }
+        }
+        assert_eq!(
+            encode_utf8_addr_xtext("jösé+x=y\\@bü.test"),
+            "j\\x{F6}s\\x{E9}\\x{2B}x\\x{3D}y\\x{5C}@b\\x{FC}.test"
+        );
+        assert_eq!(decode_utf8_addr("j\\x{F6}s\\x{E9}\\x{2B}x@b\\x{FC}.test").unwrap(), "jösé+x@bü.test");
+        assert_eq!(decode_utf8_addr("jösé@bücher.test").unwrap(), "jösé@bücher.test");
+        for bad in ["a\\x{}", "a\\x{D800}", "a\\x{110000}", "a\\y", "a\\x{41", "a\\x{0}", ""] {
+            assert_eq!(decode_utf8_addr(bad), None, "{bad}");
+        }
     }
 
     #[test]

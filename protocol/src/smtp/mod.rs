@@ -1,4 +1,5 @@
-//! SMTP, submission and LMTP, server side, sans IO (RFC 5321, RFC 6409, RFC 2033).
+//! SMTP, submission and LMTP, sans IO (RFC 5321, RFC 6409, RFC 2033): the server side, and
+//! the client side that delivers outbound mail to other servers.
 //!
 //! - [`command`]: one command line to a [`Command`] (paths, ESMTP parameters), or the reply
 //!   explaining what is wrong with it.
@@ -8,12 +9,19 @@
 //!   commands, queues replies, and asks the server (through [`Event`]s) about senders,
 //!   recipients, authentication, TLS and delivery.
 //! - [`reply`]: replies with enhanced status codes (RFC 3463).
+//! - [`client`]: the client's conversation for outbound mail: reply parsing, EHLO
+//!   capabilities, STARTTLS, AUTH to a relay, pipelined MAIL/RCPT/DATA or BDAT, dot-stuffing,
+//!   one result per recipient.
+//! - [`dsn`]: delivery status notifications (bounces, delay and success reports) and the
+//!   rules for when one is due.
 //!
 //! Extensions: PIPELINING, SIZE, 8BITMIME, SMTPUTF8, CHUNKING, BINARYMIME, STARTTLS, AUTH,
 //! ENHANCEDSTATUSCODES, DSN (parameters parsed and handed over with the envelope).
 
+pub mod client;
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod reply;
 pub mod session;
 
