@@ -13,7 +13,9 @@ if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 # isync: mbsync, a real IMAP sync client.
 # offlineimap3, fetchmail: more real IMAP clients.
 # neomutt, tmux: a terminal mail client driven under tmux.
-PACKAGES=(ca-certificates python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix isync offlineimap3 fetchmail neomutt tmux)
+# dnsmasq-base: a DNS server with test MX/A/TXT records for outbound delivery (no system service).
+# openssl: `postlog dkim generate` makes RSA keys with it.
+PACKAGES=(ca-certificates python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix isync offlineimap3 fetchmail neomutt tmux dnsmasq-base openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

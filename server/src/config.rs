@@ -864,11 +864,8 @@ impl Config {
         }
         if let Some(x) = &raw.resolver {
             let s = v.string(x, "resolver")?;
-            self.resolver = if s == "system" {
-                None
-            } else {
-                Some(parse_resolver(s).map_err(|w| v.err("resolver", w))?)
-            };
+            self.resolver =
+                if s == "system" { None } else { Some(parse_resolver(s).map_err(|w| v.err("resolver", w))?) };
         }
         if let Some(q) = &raw.queue {
             self.merge_queue(q, &v)?;
@@ -892,7 +889,9 @@ impl Config {
                         for (k, x) in t {
                             let full = format!("{key}.{k}");
                             match k.as_str() {
-                                "host" => host = Some(parse_host_port(v.string(x, &full)?, 25).map_err(|w| v.err(&full, w))?),
+                                "host" => {
+                                    host = Some(parse_host_port(v.string(x, &full)?, 25).map_err(|w| v.err(&full, w))?)
+                                }
                                 "tls" => tls = TlsPolicy::parse(v.string(x, &full)?).map_err(|w| v.err(&full, w))?,
                                 _ => return Err(v.err(&full, "unknown key (a route takes host and tls)".into())),
                             }
@@ -1117,7 +1116,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(unit).filter(|n| *n <= MAX_SECONDS).map(Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
+    n.checked_mul(unit)
+        .filter(|n| *n <= MAX_SECONDS)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 fn both_tls_files(given: &str) -> String {

@@ -225,11 +225,15 @@ pub fn execute(directory: &Directory, request: Request) -> Response {
         Request::QueueList | Request::QueueShow { .. } | Request::QueueRetry { .. } | Request::QueueDelete { .. } => {
             return Response::Error { message: "queue requests are answered by the queue".into() };
         }
-        Request::DkimGenerate { domain, selector, algorithm } => return dkim_generate(directory, &domain, &selector, &algorithm),
+        Request::DkimGenerate { domain, selector, algorithm } => {
+            return dkim_generate(directory, &domain, &selector, &algorithm);
+        }
         Request::DkimShow { domain } => {
             return match crate::dkim::key(directory.store(), domain.trim_end_matches('.')) {
                 Some(k) => Response::Dkim { keys: vec![DkimPublic::from(&k)] },
-                None => Response::Error { message: format!("{domain} has no DKIM key (postlog dkim generate {domain})") },
+                None => {
+                    Response::Error { message: format!("{domain} has no DKIM key (postlog dkim generate {domain})") }
+                }
             };
         }
         Request::DkimList => {

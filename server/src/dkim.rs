@@ -97,7 +97,14 @@ pub fn generate(domain: &str, selector: &str, algorithm: &str, now: i64) -> Resu
         }
         other => return Err(format!("{other:?} is not an algorithm (rsa or ed25519)")),
     };
-    Ok(DkimKey { domain, selector: selector.to_string(), algorithm: algorithm.into(), private_key, public_key, created: now })
+    Ok(DkimKey {
+        domain,
+        selector: selector.to_string(),
+        algorithm: algorithm.into(),
+        private_key,
+        public_key,
+        created: now,
+    })
 }
 
 fn openssl(args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {

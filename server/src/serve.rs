@@ -173,8 +173,9 @@ type StopOnDrop = Box<dyn Send>;
 /// the start (exit 2).
 fn start_control(ctx: &Arc<ServerContext>) -> Result<Option<StopOnDrop>, CmdError> {
     let path = crate::control::socket_path(&ctx.config.data_dir);
-    let handle = crate::control::spawn_control_server(ctx.services.directory.clone(), ctx.services.queue.clone(), &path)
-        .map_err(|e| CmdError::new(format!("cannot serve the control socket {}: {e}", path.display())))?;
+    let handle =
+        crate::control::spawn_control_server(ctx.services.directory.clone(), ctx.services.queue.clone(), &path)
+            .map_err(|e| CmdError::new(format!("cannot serve the control socket {}: {e}", path.display())))?;
     Ok(Some(Box::new(handle)))
 }
 

@@ -253,7 +253,8 @@ fn a_connection_dropped_mid_data_is_retried_and_delivered_once_the_remote_works(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let dropper = dropping_remote(listener);
-    let config = format!("[queue]\nmin_backoff = 2\nmax_backoff = 2\n[routes]\n\"remote.test\" = \"127.0.0.1:{port}\"\n");
+    let config =
+        format!("[queue]\nmin_backoff = 2\nmax_backoff = 2\n[routes]\n\"remote.test\" = \"127.0.0.1:{port}\"\n");
     let mut server = Server::start(tmp.path(), &config);
     let id = queue_id(&submit(&server, "carol@remote.test", "dropped"));
     assert_eq!(dropper.join().unwrap(), 1);
@@ -380,4 +381,108 @@ fn an_unreachable_destination_gets_a_delay_notice_then_expires_into_a_bounce() {
     assert!(failed[1].1.contains("Action: failed"), "{}", alice[1]);
     assert!(failed[1].1.contains("Status: 5.4.1"), "the last temporary code, made permanent: {}", alice[1]);
     assert!(failed[0].1.contains("expired"), "{}", failed[0].1);
+}
+
+/// dnsmasq on a free loopback port serving only the given records. Killed on drop.
+struct Dns {
+    child: Child,
+    port: u16,
+}
+
+impl Dns {
+    fn start(records: &[String]) -> Dns {
+        let port = free_ports(1)[0];
+        let child = Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", "--conf-file=/dev/null"])
+            .args(["--listen-address=127.0.0.1", &format!("--port={port}"), "--user=root", "--pid-file="])
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dnsmasq runs (dnsmasq-base package; scripts/test.sh installs it)");
+        // Ready once it answers over TCP.
+        wait_listening(port);
+        Dns { child, port }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The quoted strings of the record `postlog dkim` printed, for dnsmasq's --txt-record.
+fn txt_strings(printed: &str) -> Vec<String> {
+    let record = printed.lines().find(|l| l.contains("IN TXT")).unwrap_or_else(|| panic!("{printed}"));
+    record.split('"').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+#[test]
+fn two_postlogs_exchange_mail_through_mx_records_with_tls_dkim_and_a_bounce() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The receiving side: remote.test with bob.
+    let rdir = tmp.path().join("remote");
+    let rdata = rdir.join("data");
+    run_ok(&rdata, &["domain", "add", "remote.test"], None);
+    run_ok(&rdata, &["user", "add", "bob@remote.test", "--password-stdin"], Some("bob-secret"));
+    let receiver = Server::start(&rdir, "");
+    // The sending side, with a DKIM key for example.test.
+    let sdir = tmp.path().join("sender");
+    setup(&sdir);
+    let sdata = sdir.join("data");
+    let out = postlog().args(["dkim", "generate", "example.test", "--data", s(&sdata)]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("postlog._domainkey.example.test. IN TXT"), "{printed}");
+    let txt = txt_strings(&printed);
+    assert!(txt[0].starts_with("v=DKIM1; k=rsa; p="), "{txt:?}");
+    let dns = Dns::start(&[
+        "--mx-host=remote.test,mx.remote.test,10".into(),
+        "--host-record=mx.remote.test,127.0.0.1".into(),
+        // Arguments go to dnsmasq without a shell: quotes would be kept; strings split at commas.
+        format!("--txt-record=postlog._domainkey.example.test,{}", txt.join(",")),
+    ]);
+    let top = format!("resolver = \"127.0.0.1:{}\"", dns.port);
+    let extra = format!("{FAST}mx_port = {}\n", receiver.port("smtp"));
+    let sender = Server::start_with_top(&sdir, &top, &extra);
+    submit(&sender, "bob@remote.test,nobody@remote.test", "across the net");
+    queue_until(&sdata, Duration::from_secs(30), |l| l.contains("the queue is empty"));
+    let (_, slog) = sender.stop();
+    let (_, _) = receiver.stop();
+    assert!(slog.iter().any(|l| l.contains("queue: sent") && l.contains("bob@remote.test")), "{slog:#?}");
+
+    // bob got it over TLS, signed.
+    let rstore = Store::open(&rdata, Options::default()).unwrap();
+    let bob = inbox(&rstore, "bob@remote.test");
+    assert_eq!(bob.len(), 1);
+    let m = &bob[0];
+    assert!(m.contains("Subject: across the net"), "{m}");
+    assert!(m.contains("with ESMTPS"), "delivered over STARTTLS: {m}");
+    assert!(m.contains("DKIM-Signature: ") && m.contains("d=example.test") && m.contains("s=postlog"), "{m}");
+    // mail-auth checks the signature against the key in DNS.
+    let verdicts = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+        let mut udp = ConnectionConfig::udp();
+        udp.port = dns.port;
+        let ns = NameServerConfig::new("127.0.0.1".parse().unwrap(), true, vec![udp]);
+        let auth = mail_auth::MessageAuthenticator::new(ResolverConfig::from_name_servers(vec![ns]), ResolverOpts::default())
+            .unwrap();
+        let parsed = mail_auth::AuthenticatedMessage::parse(m.as_bytes()).unwrap();
+        auth.verify_dkim(&parsed).await.iter().map(|o| o.result().clone()).collect::<Vec<_>>()
+    });
+    assert_eq!(verdicts, vec![mail_auth::DkimResult::Pass], "{m}");
+
+    // nobody@remote.test was refused by the receiver at RCPT: alice has the bounce.
+    drop(rstore);
+    let sstore = Store::open(&sdata, Options::default()).unwrap();
+    let alice = inbox(&sstore, "alice@example.test");
+    assert_eq!(alice.len(), 1, "one bounce, for nobody only");
+    let parts = report_parts(&alice[0]);
+    let status = &parts[1].1;
+    assert!(status.contains("Final-Recipient: rfc822; nobody@remote.test"), "{status}");
+    assert!(!status.contains("bob@remote.test"), "{status}");
+    assert!(status.contains("Status: 5.1.1") && status.contains("Remote-MTA: dns; mx.remote.test"), "{status}");
+    assert!(status.contains("Diagnostic-Code: smtp; 550 5.1.1"), "{status}");
 }

@@ -32,7 +32,10 @@ pub enum Kind {
 
 /// The function the scheduler calls when an entry is finished or delayed.
 #[allow(clippy::type_complexity)]
-pub fn maker(config: &Config, directory: Directory) -> Arc<dyn Fn(&Queue, &Entry, Kind) -> Option<Bounce> + Send + Sync> {
+pub fn maker(
+    config: &Config,
+    directory: Directory,
+) -> Arc<dyn Fn(&Queue, &Entry, Kind) -> Option<Bounce> + Send + Sync> {
     let hostname = config.hostname.clone();
     let max_original = config.smtp.max_message_size.min(10 << 20);
     Arc::new(move |queue, entry, kind| make(queue, entry, kind, &hostname, &directory, max_original))
@@ -143,7 +146,8 @@ fn dsn_bytes(
                 (_, Status::Delivered) => Action::Delivered,
                 _ => Action::Failed,
             };
-            let status = r.code.clone().unwrap_or_else(|| if action == Action::Failed { "5.0.0" } else { "4.0.0" }.into());
+            let status =
+                r.code.clone().unwrap_or_else(|| if action == Action::Failed { "5.0.0" } else { "4.0.0" }.into());
             Some(RecipientReport {
                 recipient,
                 orcpt: r.orcpt.clone(),
@@ -238,7 +242,10 @@ mod tests {
             ],
         );
         assert_eq!(reported(&e, Kind::Final), [0, 3]);
-        let e = entry("a@local.test", vec![(Status::Pending, None), (Status::Pending, success), (Status::Pending, delay_only)]);
+        let e = entry(
+            "a@local.test",
+            vec![(Status::Pending, None), (Status::Pending, success), (Status::Pending, delay_only)],
+        );
         assert_eq!(reported(&e, Kind::Delayed), [0, 2]);
         // Never to the null sender.
         let e = entry("", vec![(Status::Failed, None)]);

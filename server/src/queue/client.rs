@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postlog_protocol::smtp::client::{
-    ClientConfig, ClientEvent, ClientSession, Credentials, Message, Outcome as SmtpOutcome, SessionError, TlsPolicy as Tls,
+    ClientConfig, ClientEvent, ClientSession, Credentials, Message, Outcome as SmtpOutcome, SessionError,
+    TlsPolicy as Tls,
 };
 use postlog_protocol::smtp::command::parse_path;
 use postlog_protocol::smtp::{BodyType, ForwardPath, MailParams, Notify, RcptParams, Recipient, Ret};
@@ -181,7 +182,8 @@ async fn attempt(
         TlsPolicy::Opportunistic => Tls::Opportunistic,
         TlsPolicy::Require => Tls::Required,
     };
-    config.credentials = dest.auth.as_ref().map(|(u, p)| Credentials { username: u.clone(), password: p.clone().into() });
+    config.credentials =
+        dest.auth.as_ref().map(|(u, p)| Credentials { username: u.clone(), password: p.clone().into() });
     let mut session = ClientSession::new(config);
     let mut current: Option<Job> = None;
     let mut sent = 0u32;
@@ -250,7 +252,9 @@ async fn attempt(
                     };
                     let name = match server_name(&dest.host, addr, verify) {
                         Some(n) => n,
-                        None => return Attempt::NextHost(Outcome::temporary("4.7.5", format!("{label}: bad TLS name"))),
+                        None => {
+                            return Attempt::NextHost(Outcome::temporary("4.7.5", format!("{label}: bad TLS name")));
+                        }
                     };
                     let connector = tokio_rustls::TlsConnector::from(client);
                     match tokio::time::timeout(Duration::from_secs(60), connector.connect(name, tcp)).await {
@@ -269,7 +273,10 @@ async fn attempt(
                             ));
                         }
                         Err(_) => {
-                            return Attempt::NextHost(Outcome::temporary("4.7.5", format!("TLS with {label} timed out")));
+                            return Attempt::NextHost(Outcome::temporary(
+                                "4.7.5",
+                                format!("TLS with {label} timed out"),
+                            ));
                         }
                     }
                 }
@@ -295,11 +302,7 @@ async fn attempt(
                         Ok(()) => Attempt::Finished,
                         Err(e) => {
                             tracing::info!(host = %label, error = %e, "queue: session ended");
-                            if any_done {
-                                Attempt::Finished
-                            } else {
-                                Attempt::NextHost(session_outcome(&e, &label))
-                            }
+                            if any_done { Attempt::Finished } else { Attempt::NextHost(session_outcome(&e, &label)) }
                         }
                     };
                 }
@@ -326,7 +329,9 @@ fn report(reports: &mpsc::UnboundedSender<Report>, job: &Job, f: impl Fn(usize) 
 /// other host does better.
 fn session_outcome(e: &SessionError, label: &str) -> Outcome {
     let (status, code) = match e.reply() {
-        Some(r) if e.is_permanent() => (Status::Failed, if r.status.is_empty() { "5.0.0".into() } else { r.status.clone() }),
+        Some(r) if e.is_permanent() => {
+            (Status::Failed, if r.status.is_empty() { "5.0.0".into() } else { r.status.clone() })
+        }
         Some(r) => (Status::Pending, if r.status.is_empty() { "4.0.0".into() } else { r.status.clone() }),
         None => (Status::Pending, "4.4.2".into()),
     };
@@ -378,7 +383,8 @@ fn message_for(shared: &Shared, job: &Job) -> Result<Message, Outcome> {
         let r = &e.recipients[i];
         let path = parse_path(&r.address)
             .map_err(|w| Outcome::permanent("5.1.3", format!("bad recipient <{}>: {w}", r.address)))?;
-        let notify = r.notify.map(|n| Notify { never: n.never, success: n.success, failure: n.failure, delay: n.delay });
+        let notify =
+            r.notify.map(|n| Notify { never: n.never, success: n.success, failure: n.failure, delay: n.delay });
         recipients.push(Recipient {
             path: ForwardPath::Mailbox(path),
             params: RcptParams { notify, orcpt: r.orcpt.clone() },

@@ -344,7 +344,13 @@ impl Queue {
         mut items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
         now: i64,
     ) -> (Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>, SideWrites, usize) {
-        let target = AppendTarget { account: self.account, mailbox: self.mailbox, flags: 0, keywords: vec![], internal_date: now };
+        let target = AppendTarget {
+            account: self.account,
+            mailbox: self.mailbox,
+            flags: 0,
+            keywords: vec![],
+            internal_date: now,
+        };
         let index = items.len();
         items.push((message, vec![target]));
         let side = SideWrites {

@@ -76,7 +76,9 @@ impl Router {
                 let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
                 TokioResolver::builder_with_config(ResolverConfig::from_name_servers(vec![server]), provider)
             }
-            None => TokioResolver::builder(provider).map_err(|e| format!("reading the system's DNS configuration: {e}"))?,
+            None => {
+                TokioResolver::builder(provider).map_err(|e| format!("reading the system's DNS configuration: {e}"))?
+            }
         };
         let opts = builder.options_mut();
         opts.timeout = Duration::from_secs(5);
@@ -143,7 +145,9 @@ impl Router {
                 code: if e.is_nx_domain() { "5.4.4" } else { "4.4.3" },
                 text: format!("Host not found: {host} (no A/AAAA records)"),
             }),
-            Err(e) => Err(RouteError { permanent: false, code: "4.4.3", text: format!("DNS lookup of {host} failed: {e}") }),
+            Err(e) => {
+                Err(RouteError { permanent: false, code: "4.4.3", text: format!("DNS lookup of {host} failed: {e}") })
+            }
         }
     }
 
@@ -245,8 +249,9 @@ mod tests {
         assert!(order_mx(Vec::new(), 1).unwrap().is_empty());
         // Equal preferences: both orders happen.
         let recs = vec![(10, "x.example".to_string()), (10, "y.example".to_string())];
-        let firsts: std::collections::HashSet<String> =
-            (0..64u64).map(|r| order_mx(recs.clone(), r.wrapping_mul(0x9E37_79B9_7F4A_7C15)).unwrap()[0].clone()).collect();
+        let firsts: std::collections::HashSet<String> = (0..64u64)
+            .map(|r| order_mx(recs.clone(), r.wrapping_mul(0x9E37_79B9_7F4A_7C15)).unwrap()[0].clone())
+            .collect();
         assert_eq!(firsts.len(), 2);
     }
 }

@@ -84,6 +84,11 @@ impl Server {
     /// Starts a server with every listener on a fresh port, `extra` appended to the config
     /// (tables other than `[listen]`), and waits until it is ready.
     pub fn start(dir: &Path, extra: &str) -> Server {
+        Server::start_with_top(dir, "", extra)
+    }
+
+    /// [`start`](Self::start) with top-level keys `top` (before the first table).
+    pub fn start_with_top(dir: &Path, top: &str, extra: &str) -> Server {
         fs::create_dir_all(dir).unwrap();
         let data = dir.join("data");
         // A port found free can be taken before the server binds it (by another test's client
@@ -92,7 +97,7 @@ impl Server {
         let mut earlier: Vec<String> = Vec::new();
         for attempt in 1.. {
             let ports: HashMap<&'static str, u16> = LISTENERS.into_iter().zip(free_ports(LISTENERS.len())).collect();
-            let mut config = format!("hostname = \"{HOST}\"\ndata_dir = {:?}\n[listen]\n", s(&data));
+            let mut config = format!("hostname = \"{HOST}\"\ndata_dir = {:?}\n{top}\n[listen]\n", s(&data));
             for key in LISTENERS {
                 config.push_str(&format!("{key} = \"127.0.0.1:{}\"\n", ports[key]));
             }
