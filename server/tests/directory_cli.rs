@@ -158,7 +158,7 @@ fn directory_commands_reach_a_running_server() {
     let store = Store::open(&env.data, Options::default()).unwrap();
     let directory = Directory::new(store.clone(), 1 << 30);
     let socket = socket_path(&env.data);
-    let control = spawn_control_server(directory.clone(), &socket).unwrap();
+    let control = spawn_control_server(directory.clone(), None, &socket).unwrap();
 
     let out = add_user(&env, "Bob@example.test", "bobs password");
     assert!(out.starts_with("added the user Bob@example.test"), "{out}");

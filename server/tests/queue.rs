@@ -467,8 +467,9 @@ fn two_postlogs_exchange_mail_through_mx_records_with_tls_dkim_and_a_bounce() {
         let mut udp = ConnectionConfig::udp();
         udp.port = dns.port;
         let ns = NameServerConfig::new("127.0.0.1".parse().unwrap(), true, vec![udp]);
-        let auth = mail_auth::MessageAuthenticator::new(ResolverConfig::from_name_servers(vec![ns]), ResolverOpts::default())
-            .unwrap();
+        let auth =
+            mail_auth::MessageAuthenticator::new(ResolverConfig::from_name_servers(vec![ns]), ResolverOpts::default())
+                .unwrap();
         let parsed = mail_auth::AuthenticatedMessage::parse(m.as_bytes()).unwrap();
         auth.verify_dkim(&parsed).await.iter().map(|o| o.result().clone()).collect::<Vec<_>>()
     });

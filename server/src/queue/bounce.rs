@@ -30,12 +30,11 @@ pub enum Kind {
     Delayed,
 }
 
-/// The function the scheduler calls when an entry is finished or delayed.
-#[allow(clippy::type_complexity)]
-pub fn maker(
-    config: &Config,
-    directory: Directory,
-) -> Arc<dyn Fn(&Queue, &Entry, Kind) -> Option<Bounce> + Send + Sync> {
+/// What the scheduler calls when an entry is finished or delayed: the notice to store or
+/// queue, if one is due.
+pub type Maker = Arc<dyn Fn(&Queue, &Entry, Kind) -> Option<Bounce> + Send + Sync>;
+
+pub fn maker(config: &Config, directory: Directory) -> Maker {
     let hostname = config.hostname.clone();
     let max_original = config.smtp.max_message_size.min(10 << 20);
     Arc::new(move |queue, entry, kind| make(queue, entry, kind, &hostname, &directory, max_original))

@@ -217,7 +217,7 @@ async fn attempt(
                             break;
                         };
                         match message_for(shared, &job) {
-                            Err(o) => report(reports, &job, |_| o.clone()),
+                            Err(o) => report(reports, &job, |_| (*o).clone()),
                             Ok(m) => match session.send_message(m) {
                                 Ok(()) => {
                                     sent += 1;
@@ -367,22 +367,23 @@ fn outcome(o: SmtpOutcome, label: &str) -> Outcome {
 
 /// The protocol message for a job, or the outcome for all its recipients when it cannot be
 /// built.
-fn message_for(shared: &Shared, job: &Job) -> Result<Message, Outcome> {
+fn message_for(shared: &Shared, job: &Job) -> Result<Message, Box<Outcome>> {
     let e = &job.entry;
     let content = shared
         .queue
         .read(e)
-        .map_err(|err| Outcome::temporary("4.3.0", format!("the queued message cannot be read: {err}")))?;
+        .map_err(|err| Box::new(Outcome::temporary("4.3.0", format!("the queued message cannot be read: {err}"))))?;
     let from = if e.from.is_empty() {
         None
     } else {
-        Some(parse_path(&e.from).map_err(|w| Outcome::permanent("5.1.7", format!("bad sender <{}>: {w}", e.from)))?)
+        let bad = |w| Box::new(Outcome::permanent("5.1.7", format!("bad sender <{}>: {w}", e.from)));
+        Some(parse_path(&e.from).map_err(bad)?)
     };
     let mut recipients = Vec::new();
     for &i in &job.recipients {
         let r = &e.recipients[i];
         let path = parse_path(&r.address)
-            .map_err(|w| Outcome::permanent("5.1.3", format!("bad recipient <{}>: {w}", r.address)))?;
+            .map_err(|w| Box::new(Outcome::permanent("5.1.3", format!("bad recipient <{}>: {w}", r.address))))?;
         let notify =
             r.notify.map(|n| Notify { never: n.never, success: n.success, failure: n.failure, delay: n.delay });
         recipients.push(Recipient {

@@ -177,7 +177,7 @@ impl Router {
                 });
             }
         };
-        let hosts = order_mx(records, rand_u64()).map_err(|()| RouteError {
+        let hosts = order_mx(records, rand_u64()).map_err(|NullMx| RouteError {
             permanent: true,
             code: "5.1.10",
             text: format!("{domain} does not accept mail (null MX, RFC 7505)"),
@@ -199,12 +199,16 @@ impl Router {
     }
 }
 
+/// A null MX (RFC 7505): the domain takes no mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NullMx;
+
 /// MX records to host names in the order to try: by preference, equal preferences in a random
-/// order (RFC 5321 section 5.1). `Err` for a null MX.
-pub fn order_mx(mut records: Vec<(u16, String)>, random: u64) -> Result<Vec<String>, ()> {
+/// order (RFC 5321 section 5.1).
+pub fn order_mx(mut records: Vec<(u16, String)>, random: u64) -> Result<Vec<String>, NullMx> {
     let is_root = |h: &str| h.is_empty() || h == ".";
     if records.len() == 1 && is_root(&records[0].1) {
-        return Err(());
+        return Err(NullMx);
     }
     records.retain(|(_, h)| !is_root(h));
     // A cheap shuffle keyed by `random`, then a stable sort by preference.
@@ -244,8 +248,8 @@ mod tests {
     fn mx_order_is_by_preference_and_a_null_mx_refuses() {
         let recs = vec![(20, "b.example.".to_string()), (10, "A.example.".to_string()), (30, "c.example".to_string())];
         assert_eq!(order_mx(recs, 42).unwrap(), ["a.example", "b.example", "c.example"]);
-        assert_eq!(order_mx(vec![(0, ".".to_string())], 1), Err(()));
-        assert_eq!(order_mx(vec![(0, String::new())], 1), Err(()));
+        assert_eq!(order_mx(vec![(0, ".".to_string())], 1), Err(NullMx));
+        assert_eq!(order_mx(vec![(0, String::new())], 1), Err(NullMx));
         assert!(order_mx(Vec::new(), 1).unwrap().is_empty());
         // Equal preferences: both orders happen.
         let recs = vec![(10, "x.example".to_string()), (10, "y.example".to_string())];

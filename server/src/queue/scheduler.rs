@@ -116,7 +116,7 @@ pub struct Scheduler {
     commands: mpsc::UnboundedReceiver<Command>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
-    bounce: Arc<dyn Fn(&Queue, &Entry, super::bounce::Kind) -> Option<super::Bounce> + Send + Sync>,
+    bounce: super::bounce::Maker,
 }
 
 impl Scheduler {
@@ -125,7 +125,7 @@ impl Scheduler {
         queue: Queue,
         router: Arc<Router>,
         deliver: Deliver,
-        bounce: Arc<dyn Fn(&Queue, &Entry, super::bounce::Kind) -> Option<super::Bounce> + Send + Sync>,
+        bounce: super::bounce::Maker,
     ) -> (Scheduler, SchedulerHandle) {
         let (tx, commands) = mpsc::unbounded_channel();
         let (reports_tx, reports) = mpsc::unbounded_channel();
