@@ -53,7 +53,8 @@ pub fn run(config: &Config) -> Result<i32, CmdError> {
 fn log_recovery(config: &Config, store: &Store) {
     let dir = &config.data_dir;
     let r = store.recovery_report();
-    let accounts = store.accounts();
+    // User accounts: system accounts (the outbound queue's `#queue`) are not counted.
+    let accounts: Vec<_> = store.accounts().into_iter().filter(|(_, name)| !name.starts_with('#')).collect();
     let messages: u64 = accounts.iter().filter_map(|(id, _)| store.usage(*id)).map(|u| u.messages).sum();
     let torn = match r.torn_cut {
         Some((seg, off, bytes)) => format!("cut {bytes} bytes of a torn final batch in segment {seg} at offset {off}"),
