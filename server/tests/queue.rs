@@ -487,3 +487,51 @@ fn two_postlogs_exchange_mail_through_mx_records_with_tls_dkim_and_a_bounce() {
     assert!(status.contains("Status: 5.1.1") && status.contains("Remote-MTA: dns; mx.remote.test"), "{status}");
     assert!(status.contains("Diagnostic-Code: smtp; 550 5.1.1"), "{status}");
 }
+
+#[test]
+fn a_relay_host_with_auth_over_verified_tls_and_dns_verdicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The relay: another Postlog where alice has an account too (submission checks that she
+    // owns the sender address), and bob@remote.test receives.
+    let rdir = tmp.path().join("relay");
+    let rdata = rdir.join("data");
+    for args in [&["domain", "add", "example.test"][..], &["domain", "add", "remote.test"]] {
+        run_ok(&rdata, args, None);
+    }
+    run_ok(&rdata, &["user", "add", "alice@example.test", "--password-stdin"], Some("relay-secret"));
+    run_ok(&rdata, &["user", "add", "bob@remote.test", "--password-stdin"], Some("bob-secret"));
+    let relay = Server::start(&rdir, "");
+    // nx.test does not exist (NXDOMAIN): a permanent failure, bounced at once.
+    let dns = Dns::start(&["--address=/nx.test/".into()]);
+    let sdir = tmp.path().join("sender");
+    setup(&sdir);
+    let sdata = sdir.join("data");
+    let ca = rdata.join("tls/cert.pem");
+    let top = format!("resolver = \"127.0.0.1:{}\"", dns.port);
+    let extra = format!(
+        "{FAST}ca_file = {:?}\n[relay]\nhost = \"127.0.0.1:{}\"\nusername = \"alice@example.test\"\npassword = \"relay-secret\"\ntls = \"require\"\n[routes]\n\"nx.test\" = \"nx.test:25\"\n",
+        s(&ca),
+        relay.port("submission")
+    );
+    let sender = Server::start_with_top(&sdir, &top, &extra);
+    submit(&sender, "bob@remote.test", "via the relay");
+    submit(&sender, "someone@nx.test", "to nowhere");
+    queue_until(&sdata, Duration::from_secs(30), |l| l.contains("the queue is empty"));
+    sender.stop();
+    relay.stop();
+    let rstore = Store::open(&rdata, Options::default()).unwrap();
+    let bob = inbox(&rstore, "bob@remote.test");
+    assert_eq!(bob.len(), 1);
+    assert!(bob[0].contains("Subject: via the relay"), "{}", bob[0]);
+    assert!(bob[0].contains("with ESMTPSA"), "authenticated over TLS at the relay: {}", bob[0]);
+    drop(rstore);
+    let sstore = Store::open(&sdata, Options::default()).unwrap();
+    let alice = inbox(&sstore, "alice@example.test");
+    assert_eq!(alice.len(), 1, "the bounce for nx.test");
+    let status = &report_parts(&alice[0])[1].1;
+    assert!(
+        status.contains("Final-Recipient: rfc822; someone@nx.test") && status.contains("Status: 5.4.4"),
+        "{status}"
+    );
+    assert!(report_parts(&alice[0])[0].1.contains("Host not found"), "{}", alice[0]);
+}
