@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postlog_protocol::smtp::client::{
-    ClientConfig, ClientEvent, ClientSession, Credentials, Message, Outcome as SmtpOutcome, SessionError,
+    BdatPolicy, ClientConfig, ClientEvent, ClientSession, Credentials, Message, Outcome as SmtpOutcome, SessionError,
     TlsPolicy as Tls,
 };
 use postlog_protocol::smtp::command::parse_path;
@@ -182,6 +182,8 @@ async fn attempt(
         TlsPolicy::Opportunistic => Tls::Opportunistic,
         TlsPolicy::Require => Tls::Required,
     };
+    // CHUNKING where offered (RFC 3030): no dot-stuffing, one round trip like DATA.
+    config.bdat = BdatPolicy::WhenOffered;
     config.credentials =
         dest.auth.as_ref().map(|(u, p)| Credentials { username: u.clone(), password: p.clone().into() });
     let mut session = ClientSession::new(config);
