@@ -441,6 +441,8 @@ fn two_postlogs_exchange_mail_through_mx_records_with_tls_dkim_and_a_bounce() {
     let dns = Dns::start(&[
         "--mx-host=remote.test,mx.remote.test,10".into(),
         "--host-record=mx.remote.test,127.0.0.1".into(),
+        // A null MX (RFC 7505): the domain takes no mail.
+        "--mx-host=nullmx.test,.,0".into(),
         // Arguments go to dnsmasq without a shell: quotes would be kept; strings split at commas.
         format!("--txt-record=postlog._domainkey.example.test,{}", txt.join(",")),
     ]);
@@ -448,6 +450,7 @@ fn two_postlogs_exchange_mail_through_mx_records_with_tls_dkim_and_a_bounce() {
     let extra = format!("{FAST}mx_port = {}\n", receiver.port("smtp"));
     let sender = Server::start_with_top(&sdir, &top, &extra);
     submit(&sender, "bob@remote.test,nobody@remote.test", "across the net");
+    submit(&sender, "someone@nullmx.test", "to a null mx");
     queue_until(&sdata, Duration::from_secs(30), |l| l.contains("the queue is empty"));
     let (_, slog) = sender.stop();
     let (_, _) = receiver.stop();
@@ -479,8 +482,11 @@ fn two_postlogs_exchange_mail_through_mx_records_with_tls_dkim_and_a_bounce() {
     drop(rstore);
     let sstore = Store::open(&sdata, Options::default()).unwrap();
     let alice = inbox(&sstore, "alice@example.test");
-    assert_eq!(alice.len(), 1, "one bounce, for nobody only");
-    let parts = report_parts(&alice[0]);
+    assert_eq!(alice.len(), 2, "one bounce for nobody only, one for the null MX");
+    let (nullmx, nobody): (Vec<&String>, Vec<&String>) = alice.iter().partition(|m| m.contains("nullmx.test"));
+    let null_status = &report_parts(nullmx[0])[1].1;
+    assert!(null_status.contains("Status: 5.1.10"), "{null_status}");
+    let parts = report_parts(nobody[0]);
     let status = &parts[1].1;
     assert!(status.contains("Final-Recipient: rfc822; nobody@remote.test"), "{status}");
     assert!(!status.contains("bob@remote.test"), "{status}");
@@ -534,4 +540,31 @@ fn a_relay_host_with_auth_over_verified_tls_and_dns_verdicts() {
         "{status}"
     );
     assert!(report_parts(&alice[0])[0].1.contains("Host not found"), "{}", alice[0]);
+}
+
+#[test]
+fn an_alias_forwarding_to_a_remote_address_queues_a_copy_with_the_original_recipient() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let data = tmp.path().join("data");
+    run_ok(&data, &["alias", "add", "team@example.test", "bob@example.test", "carol@remote.test"], None);
+    let sink = Sink::start(&tmp.path().join("sink"), None, &[]);
+    let server = Server::start(tmp.path(), &format!("{FAST}[routes]\n\"remote.test\" = \"127.0.0.1:{}\"\n", sink.port));
+    // From the world, on the MX listener: no authentication needed for a local alias.
+    let port = server.port("smtp").to_string();
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port, "--helo", "mx.sender.test"])
+        .args(["--from", "dora@sender.test", "--to", "team@example.test", "--header", "Subject: for the team"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    let m = &got[0];
+    assert!(m.contains("X-Rcpt-Args: <carol@remote.test>"), "{m}");
+    assert!(m.contains("ORCPT=rfc822;team@example.test"), "the alias is the original recipient: {m}");
+    assert!(m.contains("X-Mail-Args: <dora@sender.test>"), "the original envelope sender: {m}");
+    queue_until(&data, Duration::from_secs(10), |l| l.contains("the queue is empty"));
+    server.stop();
+    let store = Store::open(&data, Options::default()).unwrap();
+    assert_eq!(inbox(&store, "bob@example.test").len(), 1, "the local member got it too");
 }
