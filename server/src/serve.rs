@@ -135,7 +135,7 @@ async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(),
 fn build_services(
     config: &Config,
     store: &Store,
-    _metrics: &Metrics,
+    metrics: &Metrics,
 ) -> Result<(Services, crate::queue::scheduler::Scheduler), CmdError> {
     let directory = crate::directory::Directory::new(store.clone(), config.quota.default_bytes);
     let auth = crate::auth::Authenticator::new(directory.clone(), config.auth.clone())
@@ -147,6 +147,7 @@ fn build_services(
         .map_err(|e| CmdError::new(format!("cannot set up outbound delivery: {e}")))?;
     let bounce = crate::queue::bounce::maker(config, directory.clone());
     let (scheduler, handle) = crate::queue::scheduler::Scheduler::new(queue.clone(), router, deliver, bounce);
+    let scheduler = scheduler.with_metrics(crate::queue::scheduler::QueueMetrics::new(metrics));
     let queue = Some(crate::queue::QueueHandle { queue, scheduler: handle });
     Ok((Services { directory, auth, queue }, scheduler))
 }

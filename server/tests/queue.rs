@@ -135,6 +135,15 @@ fn queue_until(data: &Path, limit: Duration, ok: impl Fn(&str) -> bool) -> Strin
     }
 }
 
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn inbox(store: &Store, user: &str) -> Vec<String> {
     let account = store.account_id(user).unwrap();
     let mailbox = store.mailbox_by_name(account, "INBOX").unwrap().id;
@@ -162,6 +171,14 @@ fn submission_to_a_remote_domain_is_queued_and_delivered_to_the_route() {
     assert!(m.contains("by mail.example.test (Postlog) with ESMTPA"), "{m}");
     assert!(!m.contains("Delivered-To:") && !m.contains("Return-Path:"), "{m}");
     queue_until(&server.data, Duration::from_secs(10), |l| l.contains("the queue is empty"));
+    let metrics = http_get(server.port("http"), "/metrics");
+    for line in [
+        "postlog_queue_recipients_total{outcome=\"queued\"} 2",
+        "postlog_queue_recipients_total{outcome=\"sent\"} 2",
+        "postlog_queue_messages 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
     let (status, log) = server.stop();
     assert_eq!(status.code(), Some(0));
     assert!(log.iter().any(|l| l.contains("queue: sent") && l.contains("carol@remote.test")), "{log:#?}");

@@ -102,7 +102,34 @@ struct Hop {
     connections: u32,
 }
 
+/// The queue's `/metrics` series.
+#[derive(Clone)]
+pub struct QueueMetrics {
+    pub queued: crate::frame::metrics::Counter,
+    pub sent: crate::frame::metrics::Counter,
+    pub deferred: crate::frame::metrics::Counter,
+    pub bounced: crate::frame::metrics::Counter,
+    pub messages: crate::frame::metrics::Gauge,
+    pub connections: crate::frame::metrics::Gauge,
+}
+
+impl QueueMetrics {
+    pub fn new(m: &crate::frame::Metrics) -> QueueMetrics {
+        const RCPTS: &str = "postlog_queue_recipients_total";
+        const HELP: &str = "Outbound recipient attempts by outcome (queued counts recipients as queued).";
+        QueueMetrics {
+            queued: m.counter(RCPTS, HELP, &[("outcome", "queued")]),
+            sent: m.counter(RCPTS, HELP, &[("outcome", "sent")]),
+            deferred: m.counter(RCPTS, HELP, &[("outcome", "deferred")]),
+            bounced: m.counter(RCPTS, HELP, &[("outcome", "bounced")]),
+            messages: m.gauge("postlog_queue_messages", "Messages in the outbound queue.", &[]),
+            connections: m.gauge("postlog_queue_connections", "Outbound SMTP connections open or being opened.", &[]),
+        }
+    }
+}
+
 pub struct Scheduler {
+    metrics: Option<QueueMetrics>,
     queue: Queue,
     router: Arc<Router>,
     deliver: Deliver,
@@ -130,6 +157,7 @@ impl Scheduler {
         let (tx, commands) = mpsc::unbounded_channel();
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let mut s = Scheduler {
+            metrics: None,
             queue,
             router,
             deliver,
@@ -149,9 +177,24 @@ impl Scheduler {
         (s, SchedulerHandle { tx })
     }
 
+    /// Counts into `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: QueueMetrics) -> Scheduler {
+        metrics.messages.set(self.entries.len() as i64);
+        self.metrics = Some(metrics);
+        self
+    }
+
     fn insert(&mut self, e: Entry) {
         self.due.insert((e.next_attempt, e.id.clone()));
         self.entries.insert(e.id.clone(), e);
+        self.count_messages();
+    }
+
+    fn count_messages(&self) {
+        if let Some(m) = &self.metrics {
+            m.messages.set(self.entries.len() as i64);
+            m.connections.set(i64::from(self.connections));
+        }
     }
 
     /// Runs until `stop` resolves.
@@ -177,6 +220,9 @@ impl Scheduler {
         match c {
             Command::Enqueued(e) => {
                 tracing::info!(id = %e.id, from = %e.sender_display(), rcpts = e.recipients.len(), size = e.size, "queue: queued");
+                if let Some(m) = &self.metrics {
+                    m.queued.add(e.recipients.len() as u64);
+                }
                 self.insert(e);
             }
             Command::List(reply) => {
@@ -215,6 +261,7 @@ impl Scheduler {
                         tracing::info!(id = %id, "queue: deleted by the operator");
                         self.due.remove(&(e.next_attempt, id.clone()));
                         self.entries.remove(&id);
+                        self.count_messages();
                         let _ = reply.send(Ok(true));
                     }
                     Err(err) => {
@@ -272,6 +319,7 @@ impl Scheduler {
                 (self.deliver)(key.clone(), hop.jobs.clone(), self.reports_tx.clone());
             }
         }
+        self.count_messages();
     }
 
     fn report(&mut self, r: Report) {
@@ -318,6 +366,14 @@ impl Scheduler {
                 Status::Pending => "deferred",
                 Status::Failed => "bounced",
             };
+            if let Some(m) = &self.metrics {
+                match o.status {
+                    Status::Delivered => &m.sent,
+                    Status::Pending => &m.deferred,
+                    Status::Failed => &m.bounced,
+                }
+                .inc();
+            }
             tracing::info!(
                 id = %entry.id,
                 to = %r.address,
@@ -373,6 +429,9 @@ impl Scheduler {
                 _ => "5.4.7".into(),
             });
             tracing::info!(id = %entry.id, to = %r.address, status = "expired", "queue: expired");
+            if let Some(m) = &self.metrics {
+                m.bounced.inc();
+            }
         }
         self.complete(entry);
     }
@@ -384,6 +443,7 @@ impl Scheduler {
         match self.queue.finish(&entry, bounce) {
             Ok(queued) => {
                 self.entries.remove(&entry.id);
+                self.count_messages();
                 tracing::info!(id = %entry.id, "queue: removed");
                 if let Some(q) = queued {
                     tracing::info!(id = %q.id, about = %entry.id, "queue: bounce queued");
