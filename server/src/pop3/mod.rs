@@ -511,6 +511,54 @@ mod tests {
         assert_eq!(uidl(0xABCDEF12, 7), "ABCDEF1200000007");
     }
 
+    fn shared() -> Shared {
+        Shared {
+            lock_session: true,
+            login_delay: Duration::ZERO,
+            locked: Mutex::new(HashSet::new()),
+            last_login: Mutex::new(HashMap::new()),
+            sizes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Unique ids and sizes name the same messages after expunges, a compaction that moves
+    /// every live body, and a restart of the store; bare-LF messages count CRLF sizes.
+    #[test]
+    fn maildrop_is_stable_across_compaction_and_restart() {
+        use postlog_engine::{AppendTarget, Options, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { max_segment_bytes: 4096, ..Options::default() };
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        let account = store.create_account("alice@example.test", &[]).unwrap();
+        let inbox = store.mailbox_by_name(account, "INBOX").unwrap().id;
+        let target = AppendTarget { account, mailbox: inbox, flags: 0, keywords: Vec::new(), internal_date: 0 };
+        for i in 0..40 {
+            let body = if i % 2 == 0 {
+                format!("Subject: {i}\n\nlf body {i}\n.dot\n")
+            } else {
+                format!("Subject: {i}\r\n\r\ncrlf body {i}\r\n").repeat(50)
+            };
+            store.append(body.as_bytes(), std::slice::from_ref(&target)).unwrap();
+        }
+        let (_, first) = snapshot(&store, &shared(), account).unwrap();
+        assert_eq!(first.messages.len(), 40);
+        let lf = &first.messages[0];
+        let stored = store.with_mailbox(account, inbox, |mb| mb.messages[0].size).unwrap();
+        assert_eq!(lf.size, stored + 4, "four bare LFs count as CRLF");
+        // Expunge most, compact everything, reopen.
+        let gone: Vec<Uid> = (1..=30).collect();
+        store.expunge(account, inbox, Some(&gone)).unwrap();
+        let report = store.compact(0.0).unwrap();
+        assert!(report.blobs_moved > 0, "{report:?}");
+        let (_, after) = snapshot(&store, &shared(), account).unwrap();
+        assert_eq!(after.messages, first.messages[30..]);
+        store.close().unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), options).unwrap();
+        let (_, reopened) = snapshot(&store, &shared(), account).unwrap();
+        assert_eq!(reopened.messages, first.messages[30..]);
+    }
+
     #[test]
     fn failures_carry_the_rfc_3206_codes() {
         assert_eq!(failure_reply(&AuthFailure::Rejected).to_string(), "-ERR [AUTH] Authentication failed");
