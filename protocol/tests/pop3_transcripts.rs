@@ -75,7 +75,7 @@ impl Fixture {
                     let m = self.messages[key as usize - 1].clone();
                     s.answer_retrieve(Ok(&m));
                 }
-                Event::Quit { delete } => {
+                Event::Quit { delete, .. } => {
                     self.deleted = Some(delete);
                     s.answer_quit(Ok(()));
                 }

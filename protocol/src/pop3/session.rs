@@ -108,9 +108,10 @@ pub enum Event {
     /// `RETR` (`top: None`) or `TOP`: read the message with this key and pass its bytes to
     /// [`Session::answer_retrieve`] (or the `-ERR` saying why not).
     Retrieve { key: u64, number: MessageNumber, top: Option<u64> },
-    /// `QUIT` after login (the UPDATE state): delete these messages, then
+    /// `QUIT` after login (the UPDATE state): delete these messages (and, as Dovecot does,
+    /// mark those in `seen` as read: sent whole by `RETR`, not deleted), then
     /// [`Session::answer_quit`]. The session closes after the answer.
-    Quit { delete: Vec<u64> },
+    Quit { delete: Vec<u64>, seen: Vec<u64> },
     /// Write the output and close the connection.
     Close,
 }
@@ -140,6 +141,8 @@ struct Message {
     size: u64,
     uidl: String,
     deleted: bool,
+    /// Sent whole by `RETR`.
+    retrieved: bool,
 }
 
 enum Line {
@@ -160,8 +163,8 @@ pub struct Session {
     user: Option<String>,
     utf8: bool,
     messages: Vec<Message>,
-    /// The size and the line count (`TOP`) of the message being retrieved.
-    retrieving: Option<(u64, Option<u64>)>,
+    /// The index, size and line count (`TOP`) of the message being retrieved.
+    retrieving: Option<(usize, u64, Option<u64>)>,
     errors: u32,
     bad_commands: u32,
     /// Inside an over-long line: dropping input up to its end.
@@ -320,9 +323,12 @@ impl Session {
     pub fn answer_retrieve(&mut self, result: Result<&[u8], Reply>) {
         assert_eq!(self.pending, Pending::Retrieve);
         self.pending = Pending::None;
-        let (size, top) = self.retrieving.take().expect("set with the event");
+        let (index, size, top) = self.retrieving.take().expect("set with the event");
         match result {
             Ok(raw) => {
+                if top.is_none() {
+                    self.messages[index].retrieved = true;
+                }
                 let head = if top.is_some() { Reply::ok("") } else { Reply::ok(format!("{size} octets")) };
                 head.encode_into(&mut self.output);
                 encode_message(&mut self.output, raw, top);
@@ -420,7 +426,7 @@ impl Session {
                 self.messages = maildrop
                     .messages
                     .into_iter()
-                    .map(|m| Message { key: m.key, size: m.size, uidl: m.uidl, deleted: false })
+                    .map(|m| Message { key: m.key, size: m.size, uidl: m.uidl, deleted: false, retrieved: false })
                     .collect();
                 self.state = State::Transaction;
                 let summary = self.summary();
@@ -573,7 +579,7 @@ impl Session {
                     _ => None,
                 };
                 let (key, size) = self.message(n).map(|m| (m.key, m.size))?;
-                self.retrieving = Some((size, top));
+                self.retrieving = Some((n as usize - 1, size, top));
                 self.pending = Pending::Retrieve;
                 return Some(Event::Retrieve { key, number: n, top });
             }
@@ -598,8 +604,9 @@ impl Session {
             }
             Command::Quit => {
                 let delete: Vec<u64> = self.messages.iter().filter(|m| m.deleted).map(|m| m.key).collect();
+                let seen = self.messages.iter().filter(|m| m.retrieved && !m.deleted).map(|m| m.key).collect();
                 self.pending = Pending::Quit;
-                return Some(Event::Quit { delete });
+                return Some(Event::Quit { delete, seen });
             }
             Command::User(_) | Command::Pass(_) | Command::Auth { .. } | Command::Apop => {
                 self.send(Reply::err("Already logged in"));

@@ -30,6 +30,7 @@ struct Seen {
     logins: Vec<(String, String)>,
     retrieved: Vec<(u64, Option<u64>)>,
     quit: Option<Vec<u64>>,
+    seen: Vec<u64>,
     starttls: usize,
     closed: bool,
 }
@@ -80,8 +81,9 @@ fn drive(s: &mut Session, input: &[u8], seen: &mut Seen, expunged: bool) -> Stri
                     _ => unreachable!(),
                 }
             }
-            Event::Quit { delete } => {
+            Event::Quit { delete, seen: read } => {
                 seen.quit = Some(delete);
+                seen.seen = read;
                 s.answer_quit(Ok(()));
             }
         }
@@ -136,16 +138,19 @@ fn pipelined_transaction_and_update() {
     );
     assert_eq!(seen.retrieved, [(11, None), (12, Some(0))]);
     assert_eq!(seen.quit, Some(vec![11]));
+    // RETR 1 sent it whole but it is deleted; TOP 2 does not count as read.
+    assert!(seen.seen.is_empty());
     assert!(seen.closed);
 }
 
 #[test]
 fn rset_unmarks_and_quit_deletes_nothing() {
     let (mut s, mut seen) = logged_in();
-    let out = drive(&mut s, b"DELE 1\r\nDELE 2\r\nSTAT\r\nRSET\r\nQUIT\r\n", &mut seen, false);
+    let out = drive(&mut s, b"RETR 2\r\nTOP 1 1\r\nDELE 1\r\nDELE 2\r\nSTAT\r\nRSET\r\nQUIT\r\n", &mut seen, false);
     assert!(out.contains("+OK 0 0\r\n+OK maildrop has 2 messages (53 octets)\r\n"), "{out}");
     assert!(out.ends_with("signing off (2 messages left)\r\n"), "{out}");
     assert_eq!(seen.quit, Some(vec![]));
+    assert_eq!(seen.seen, [12]);
 }
 
 #[test]

@@ -26,7 +26,9 @@
 //!   it is kept in memory by blob id (bodies never change) so later logins do not read again.
 //! - **Deletion** happens only at `QUIT` after login (the UPDATE state): the messages marked
 //!   with `DELE` are expunged through the store in one commit, so IMAP sessions see them go
-//!   (`EXPUNGE`/`VANISHED`). A session that ends in any other way deletes nothing.
+//!   (`EXPUNGE`/`VANISHED`). The messages `RETR` sent whole and not deleted get `\Seen` then
+//!   too (Dovecot's default; `TOP` does not count). A session that ends in any other way
+//!   changes nothing.
 //! - **Locking.** With `pop3.lock_session` (the default) one POP3 session per account holds
 //!   the maildrop; a second gets `-ERR [IN-USE]`. IMAP sessions are never locked out and
 //!   never lock POP3 out (Dovecot's behaviour); what they do meanwhile is handled above.
@@ -41,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postlog_engine::state::BlobId;
-use postlog_engine::{AccountId, MailboxId, ReadError, Uid};
+use postlog_engine::{AccountId, FlagOp, MailboxId, ReadError, Uid, flag};
 use postlog_protocol::pop3::{
     Event, Maildrop, MaildropMessage, Reply, ResponseCode, Session, SessionConfig, crlf_size,
 };
@@ -304,18 +306,15 @@ async fn run(ctx: Arc<ServerContext>, fe: Pop3FrontEnd, mut conn: Connection) {
                     }
                 }
             }
-            Event::Quit { delete } => {
+            Event::Quit { delete, seen } => {
                 let o = opened.as_ref().expect("logged in");
                 let uids: Vec<Uid> = delete.iter().map(|&k| k as Uid).collect();
-                let result = if uids.is_empty() {
-                    Ok((Vec::new(), 0))
-                } else {
-                    let (store, account, mailbox) = (ctx.store.clone(), o.account, o.mailbox);
-                    let uids = uids.clone();
-                    tokio::task::spawn_blocking(move || store.expunge(account, mailbox, Some(&uids)))
-                        .await
-                        .unwrap_or_else(|e| Err(postlog_engine::CommitError::Io(e.to_string())))
-                };
+                let read: Vec<Uid> = seen.iter().map(|&k| k as Uid).collect();
+                let (store, account, mailbox) = (ctx.store.clone(), o.account, o.mailbox);
+                let to_expunge = uids.clone();
+                let result = tokio::task::spawn_blocking(move || update(&store, account, mailbox, &to_expunge, &read))
+                    .await
+                    .unwrap_or_else(|e| Err(postlog_engine::CommitError::Io(e.to_string())));
                 match result {
                     Ok((gone, _)) => {
                         fe.deleted.add(gone.len() as u64);
@@ -339,6 +338,29 @@ async fn run(ctx: Arc<ServerContext>, fe: Pop3FrontEnd, mut conn: Connection) {
     // The maildrop lock goes with `opened`; nothing was deleted unless QUIT said so.
     drop(opened);
     conn.close().await;
+}
+
+/// The UPDATE state: the messages sent whole get `\Seen` (as Dovecot does, unless already
+/// set), then the marked ones are expunged, each in one commit.
+fn update(
+    store: &postlog_engine::Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    delete: &[Uid],
+    read: &[Uid],
+) -> Result<(Vec<Uid>, u64), postlog_engine::CommitError> {
+    let unseen: Vec<Uid> = store
+        .with_mailbox(account, mailbox, |mb| {
+            read.iter().copied().filter(|&u| mb.message(u).is_some_and(|m| m.flags & flag::SEEN == 0)).collect()
+        })
+        .unwrap_or_default();
+    if !unseen.is_empty() {
+        store.store_flags(account, mailbox, &unseen, FlagOp::Add, flag::SEEN, &[], None)?;
+    }
+    if delete.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    store.expunge(account, mailbox, Some(delete))
 }
 
 fn unavailable() -> AuthOutcome {

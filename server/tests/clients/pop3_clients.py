@@ -317,10 +317,23 @@ def imap_concurrency():
     typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     subjects = sorted(d[1].strip() for d in data if isinstance(d, tuple))
     assert subjects == [b"Subject: late", b"Subject: shared 3"], subjects
-    m.logout()
+    # RETR 1 was sent whole but deleted: nothing is marked read.
+    assert m.search(None, "SEEN") == ("OK", [b""]), m.search(None, "SEEN")
+    # RETR (not TOP) marks \Seen at QUIT; a session without QUIT marks nothing.
     p = login()
     assert p.stat()[0] == 2
+    p.top(1, 0)
+    p.retr(2)
+    p.close()
+    time.sleep(0.3)
+    assert m.search(None, "SEEN") == ("OK", [b""])
+    p = login()
+    p.top(1, 0)
+    p.retr(2)
     p.quit()
+    m.noop()
+    assert m.search(None, "SEEN") == ("OK", [b"2"]), m.search(None, "SEEN")
+    m.logout()
     print("imap_concurrency ok")
 
 
