@@ -53,7 +53,13 @@ fuzz_target!(|data: &[u8]| {
     encode_message(&mut sent, input, None);
     let back = read_back(&sent);
     assert_eq!(back, normalized(input));
-    let added = usize::from(!input.is_empty() && !input.ends_with(b"\n")) * 2;
+    // The line break added after a last line without one (a CR left at the very end is taken
+    // as the first half of it).
+    let added = match input.last() {
+        None | Some(b'\n') => 0,
+        Some(b'\r') => 1,
+        Some(_) => 2,
+    };
     assert_eq!(crlf_size(input) as usize + added, back.len());
 
     let mut cfg = SessionConfig::new("pop.example.test");

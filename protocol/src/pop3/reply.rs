@@ -191,6 +191,9 @@ mod tests {
         assert_eq!(message(b"A: b\n\nno end", None), b"A: b\r\n\r\nno end\r\n.\r\n");
         assert_eq!(message(b"", None), b".\r\n");
         assert_eq!(message(b"x\ry\r\n", None), b"x\ry\r\n.\r\n");
+        // A CR at the very end is taken as the start of the missing line break.
+        assert_eq!(message(b"a\r", None), b"a\r\n.\r\n");
+        assert_eq!(crlf_size(b"a\r"), 2);
         // The size announced is that of the message as sent, before stuffing.
         let raw = b"A: b\n\n.x\n";
         let sent = message(raw, None);
