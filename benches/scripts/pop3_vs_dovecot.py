@@ -49,15 +49,16 @@ class Client:
         self.pass_line = self.ok(b"PASS " + password.encode())
 
     def fill(self):
-        if self.pos > (1 << 20):
-            del self.buf[:self.pos]
-            self.pos = 0
         chunk = self.s.recv(1 << 20)
         if not chunk:
             raise SystemExit("connection closed")
         self.buf += chunk
 
     def status(self):
+        # Consumed input is dropped here only, at a response boundary (data() keeps offsets).
+        if self.pos > (1 << 20):
+            del self.buf[:self.pos]
+            self.pos = 0
         while True:
             end = self.buf.find(b"\r\n", self.pos)
             if end >= 0:
