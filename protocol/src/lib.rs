@@ -18,6 +18,7 @@
 //!   outbound mail and the delivery status notifications it leads to.
 //! - [`imap`]: the IMAP4rev2/IMAP4rev1 command codec: framing with literal limits, parser,
 //!   response encoding.
+//! - [`pop3`]: the POP3 codec and server session (RFC 1939 with CAPA, STLS, AUTH, UTF8).
 //! - [`secret`]: [`Secret`](secret::Secret), for credentials that must not reach a log.
 //!
 //! Deliberately not here: sockets, TLS, timers, async runtimes, randomness (callers pass
@@ -25,6 +26,7 @@
 //! accounts or passwords. Peer input never panics: it ends up in a typed error.
 
 pub mod imap;
+pub mod pop3;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;

@@ -75,6 +75,10 @@ connect_timeout = 30
 tls = "opportunistic"
 ca_file = ""
 
+[pop3]
+lock_session = true
+login_delay = 0
+
 [log]
 level = "info"
 format = "text"
@@ -86,7 +90,7 @@ pub const LISTENERS: [&str; 9] =
 
 /// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
 /// documented and set in the example file.
-pub const KEYS: [&str; 67] = [
+pub const KEYS: [&str; 70] = [
     "hostname",
     "data_dir",
     "resolver",
@@ -142,6 +146,8 @@ pub const KEYS: [&str; 67] = [
     "relay.username",
     "relay.password",
     "relay.tls",
+    "pop3.lock_session",
+    "pop3.login_delay",
     "log.level",
     "log.format",
     // Tables themselves, so that the docs name each one.
@@ -155,6 +161,7 @@ pub const KEYS: [&str; 67] = [
     "[queue]",
     "[relay]",
     "[routes]",
+    "[pop3]",
 ];
 
 /// The longest duration any key accepts: one year. Larger values would overflow timers.
@@ -176,6 +183,7 @@ struct RawConfig {
     queue: Option<RawQueue>,
     relay: Option<RawRelay>,
     routes: Option<toml::Table>,
+    pop3: Option<RawPop3>,
     log: Option<RawLog>,
 }
 
@@ -202,6 +210,13 @@ struct RawRelay {
     username: Option<toml::Value>,
     password: Option<toml::Value>,
     tls: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPop3 {
+    lock_session: Option<toml::Value>,
+    login_delay: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -574,6 +589,17 @@ pub struct Queue {
     pub ca_file: Option<PathBuf>,
 }
 
+/// `[pop3]`: the POP3 front ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pop3 {
+    /// One POP3 session per account at a time (RFC 1939's maildrop lock): a second login gets
+    /// `-ERR [IN-USE]`. IMAP sessions are never locked out.
+    pub lock_session: bool,
+    /// Shortest time between two POP3 logins of one account (RFC 2449 `LOGIN-DELAY`); zero:
+    /// none, and not advertised.
+    pub login_delay: Duration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Trace,
@@ -630,6 +656,7 @@ pub struct Config {
     pub relay: Option<Relay>,
     /// Per recipient domain (lower case), where its mail goes instead of its MX hosts.
     pub routes: std::collections::BTreeMap<String, NextHop>,
+    pub pop3: Pop3,
     pub log: Log,
 }
 
@@ -708,6 +735,7 @@ impl Config {
             },
             relay: None,
             routes: std::collections::BTreeMap::new(),
+            pop3: Pop3 { lock_session: false, login_delay: zero },
             log: Log { level: LogLevel::Info, format: LogFormat::Text },
         };
         cfg.merge_str(DEFAULT_CONFIG, "the embedded defaults").expect("the embedded defaults are valid");
@@ -910,6 +938,16 @@ impl Config {
                     }
                 };
                 self.routes.insert(name, hop);
+            }
+        }
+        if let Some(p) = &raw.pop3 {
+            if let Some(x) = &p.lock_session {
+                self.pop3.lock_session = x
+                    .as_bool()
+                    .ok_or_else(|| v.err("pop3.lock_session", format!("must be true or false, not {}", describe(x))))?;
+            }
+            if let Some(x) = &p.login_delay {
+                self.pop3.login_delay = Duration::from_secs(v.int(x, "pop3.login_delay", 0, 86_400)?);
             }
         }
         if let Some(l) = &raw.log {
@@ -1290,6 +1328,7 @@ mod tests {
             }
         );
         assert_eq!(c.quota.default_limit(), None);
+        assert_eq!(c.pop3, Pop3 { lock_session: true, login_delay: Duration::ZERO });
         assert_eq!(c.log, Log { level: LogLevel::Info, format: LogFormat::Text });
     }
 
@@ -1361,6 +1400,10 @@ mod tests {
             ("[quota]\ndefault = \"12X\"\n", "quota.default"),
             ("[quota]\ndefault = -1\n", "quota.default"),
             ("[quota]\nmax = 1\n", "max"),
+            ("[pop3]\nlock_session = 1\n", "pop3.lock_session"),
+            ("[pop3]\nlogin_delay = -1\n", "pop3.login_delay"),
+            ("[pop3]\nlogin_delay = 100000\n", "pop3.login_delay"),
+            ("[pop3]\nlock = true\n", "lock"),
             ("[log]\nlevel = \"verbose\"\n", "log.level"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("tls = 3\n", "tls"),

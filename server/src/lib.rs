@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod limiter;
 pub mod logscan;
 pub mod password;
+pub mod pop3;
 pub mod queue;
 pub mod reader;
 pub mod repair;

@@ -153,7 +153,7 @@ fn build_services(
 }
 
 /// Which front end serves which listener. Each protocol's front end replaces the
-/// not-yet-available placeholder here.
+/// not-yet-available placeholder here (every mail listener has its front end now).
 fn front_ends(ctx: &Arc<ServerContext>) -> FrontEnds {
     use crate::config::ListenerKey;
     let mut f = FrontEnds::until_front_ends_exist();
@@ -162,6 +162,9 @@ fn front_ends(ctx: &Arc<ServerContext>) -> FrontEnds {
     }
     for key in [ListenerKey::Imap, ListenerKey::Imaps] {
         f.set(key, Arc::new(crate::imap::session::ImapFrontEnd));
+    }
+    for (key, fe) in crate::pop3::Pop3FrontEnd::pair(ctx) {
+        f.set(key, Arc::new(fe));
     }
     f
 }

@@ -81,21 +81,21 @@ fn tls_connect(port: u16, config: &Arc<rustls::ClientConfig>, name: &str) -> Res
     Ok(tls)
 }
 
-/// The first line each listener sends: the SMTP family greets (and then needs QUIT), the
-/// others answer that they are not available yet and close.
-fn not_available(key: &str) -> String {
+/// The first line each listener sends (every mail listener has its front end now: each greets
+/// and then waits for the client's goodbye).
+fn greeting(key: &str) -> String {
     match key {
         "smtp" | "submission" | "submissions" => format!("220 {HOST} ESMTP Postlog\r\n"),
         "lmtp" => format!("220 {HOST} LMTP Postlog\r\n"),
         "imap" | "imaps" => format!("* OK [CAPABILITY IMAP4rev1 ... ] {HOST} Postlog IMAP ready\r\n"),
-        "pop3" | "pop3s" => "-ERR [SYS/TEMP] POP3 service not available yet\r\n".into(),
+        "pop3" | "pop3s" => format!("+OK {HOST} Postlog POP3 server ready\r\n"),
         _ => unreachable!(),
     }
 }
 
 /// Checks a listener's first line (IMAP's greeting lists capabilities: compared by its ends).
 fn assert_greeting(key: &str, line: &str) {
-    let expected = not_available(key);
+    let expected = greeting(key);
     if key.starts_with("imap") {
         assert!(line.starts_with("* OK [CAPABILITY IMAP4rev1 "), "{key}: {line}");
         assert!(line.ends_with(&format!("] {HOST} Postlog IMAP ready\r\n")), "{key}: {line}");
@@ -104,8 +104,8 @@ fn assert_greeting(key: &str, line: &str) {
     }
 }
 
-/// SMTP and IMAP sessions stay open after the greeting: say goodbye and read the answer.
-fn quit_if_smtp(key: &str, stream: &mut (impl Read + Write)) {
+/// SMTP, IMAP and POP3 sessions stay open after the greeting: say goodbye and read the answer.
+fn say_goodbye(key: &str, stream: &mut (impl Read + Write)) {
     if matches!(key, "smtp" | "submission" | "submissions" | "lmtp") {
         stream.write_all(b"QUIT\r\n").unwrap();
         stream.flush().unwrap();
@@ -116,6 +116,11 @@ fn quit_if_smtp(key: &str, stream: &mut (impl Read + Write)) {
         stream.flush().unwrap();
         assert_eq!(read_line(stream), "* BYE Logging out\r\n", "{key}");
         assert_eq!(read_line(stream), "a OK LOGOUT completed\r\n", "{key}");
+    }
+    if key.starts_with("pop3") {
+        stream.write_all(b"QUIT\r\n").unwrap();
+        stream.flush().unwrap();
+        assert_eq!(read_line(stream), format!("+OK {HOST} POP3 server signing off\r\n"), "{key}");
     }
 }
 
@@ -152,7 +157,7 @@ fn metrics_until(port: u16, ok: impl Fn(&str) -> bool) -> String {
 }
 
 #[test]
-fn every_listener_answers_not_available_yet_over_tls_with_the_generated_kept_certificate() {
+fn every_listener_greets_over_tls_with_the_generated_kept_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), "");
     let (cert_path, key_path) = (server.data.join("tls/cert.pem"), server.data.join("tls/key.pem"));
@@ -169,13 +174,13 @@ fn every_listener_answers_not_available_yet_over_tls_with_the_generated_kept_cer
         let presented = tls.conn.peer_certificates().unwrap()[0].clone();
         assert_eq!(presented, certs_of(&cert_pem)[0], "{key} presents the generated certificate");
         assert_greeting(key, &read_line(&mut tls));
-        quit_if_smtp(key, &mut tls);
+        say_goodbye(key, &mut tls);
         assert!(closes_without_more(&mut tls), "{key} closes after its reply");
     }
     for key in ["smtp", "submission", "lmtp", "imap", "pop3"] {
         let mut tcp = connect(server.port(key));
         assert_greeting(key, &read_line(&mut tcp));
-        quit_if_smtp(key, &mut tcp);
+        say_goodbye(key, &mut tcp);
         assert!(closes_without_more(&mut tcp), "{key} closes after its reply");
     }
     // A client that does not trust the certificate fails the handshake.
