@@ -148,21 +148,10 @@ mod tests {
     }
 }
 
-/// Unix seconds as an RFC 5322 date in UTC: `Fri, 27 Nov 2026 17:08:37 +0000`.
+/// Unix seconds as an RFC 5322 date in UTC: `Fri, 27 Nov 2026 17:08:37 +0000` (the protocol
+/// crate's, which DSNs use too).
 pub fn rfc5322_date(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let weekday = DAYS[days.rem_euclid(7) as usize];
-    format!(
-        "{weekday}, {d} {} {y:04} {:02}:{:02}:{:02} +0000",
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    postlog_protocol::smtp::dsn::rfc5322_date(secs)
 }
 
 #[cfg(test)]

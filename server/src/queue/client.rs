@@ -193,15 +193,8 @@ async fn attempt(
     let mut out = Vec::with_capacity(64 * 1024);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        loop {
-            out.clear();
-            if session.poll_transmit(&mut out) == 0 {
-                break;
-            }
-            if io.write_all(&out).await.is_err() {
-                session.handle_eof();
-                break;
-            }
+        if flush(&mut session, &mut io, &mut out).await.is_err() {
+            session.handle_eof();
         }
         let mut acted = false;
         while let Some(event) = session.poll_event() {
@@ -238,15 +231,7 @@ async fn attempt(
                     }
                 }
                 ClientEvent::StartTls => {
-                    loop {
-                        out.clear();
-                        if session.poll_transmit(&mut out) == 0 {
-                            break;
-                        }
-                        if io.write_all(&out).await.is_err() {
-                            break;
-                        }
-                    }
+                    let _ = flush(&mut session, &mut io, &mut out).await;
                     let Io::Plain(tcp) = io else { unreachable!("STARTTLS on a TLS connection") };
                     let (client, verify) = match tls {
                         TlsPolicy::Require => (shared.verified.clone(), true),
@@ -290,15 +275,7 @@ async fn attempt(
                     let _ = reports.send(Report::Done(JobDone { id: job.entry.id.clone(), outcomes }));
                 }
                 ClientEvent::Closed(result) => {
-                    loop {
-                        out.clear();
-                        if session.poll_transmit(&mut out) == 0 {
-                            break;
-                        }
-                        if io.write_all(&out).await.is_err() {
-                            break;
-                        }
-                    }
+                    let _ = flush(&mut session, &mut io, &mut out).await;
                     io.shutdown().await;
                     return match result {
                         Ok(()) => Attempt::Finished,
@@ -319,6 +296,17 @@ async fn attempt(
             Ok(Ok(n)) => session.handle_input(&buf[..n]),
             Err(_) => session.handle_timeout(),
         }
+    }
+}
+
+/// Writes everything the session has to send now.
+async fn flush(session: &mut ClientSession, io: &mut Io, out: &mut Vec<u8>) -> std::io::Result<()> {
+    loop {
+        out.clear();
+        if session.poll_transmit(out) == 0 {
+            return Ok(());
+        }
+        io.write_all(out).await?;
     }
 }
 
