@@ -1,6 +1,7 @@
 //! Runs the `smtpload` binary against a small SMTP/LMTP sink on loopback and checks that what
 //! the sink received is what the JSON line reports: counts, sizes, unique Message-IDs, DATA or
-//! BDAT, pipelined groups, per-recipient LMTP replies, rejections and dropped connections.
+//! BDAT, pipelined groups, per-recipient LMTP replies, rejections, dropped connections and
+//! AUTH PLAIN.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -21,7 +22,13 @@ struct SinkOptions {
     reject_every: Option<u64>,
     /// Close the connection instead of replying to the content of every n-th message.
     drop_every: Option<u64>,
+    /// Advertise AUTH PLAIN and take mail only after a login as alice@example.test, password
+    /// `se:cret`.
+    auth: bool,
 }
+
+/// `AUTH PLAIN` with the initial response for alice@example.test / `se:cret`.
+const ALICE: &str = "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZTpjcmV0";
 
 /// What the sink saw.
 #[derive(Default)]
@@ -33,6 +40,9 @@ struct SinkLog {
     pipelined_groups: AtomicU64,
     rcpts: AtomicU64,
     connections: AtomicU64,
+    /// Successful and refused AUTH commands.
+    logins: AtomicU64,
+    refused_logins: AtomicU64,
     contents: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -99,6 +109,7 @@ async fn serve(stream: TcpStream, options: SinkOptions, log: &SinkLog) -> std::i
     let mut line = Vec::new();
     let mut rcpts = 0;
     let mut chunks = Vec::new();
+    let mut logged_in = false;
     loop {
         line.clear();
         if read.read_until(b'\n', &mut line).await? == 0 {
@@ -111,7 +122,29 @@ async fn serve(stream: TcpStream, options: SinkOptions, log: &SinkLog) -> std::i
         let content = match verb.as_str() {
             "EHLO" | "LHLO" => {
                 assert_eq!(verb == "LHLO", options.lmtp, "greeting verb {verb}");
-                write.write_all(b"250-sink.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SIZE 100000000\r\n").await?;
+                if options.auth {
+                    write.write_all(b"250-sink.test\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n").await?;
+                } else {
+                    write
+                        .write_all(b"250-sink.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SIZE 100000000\r\n")
+                        .await?;
+                }
+                continue;
+            }
+            "AUTH" => {
+                assert!(read.buffer().is_empty(), "AUTH is never pipelined");
+                if options.auth && command == ALICE && !logged_in {
+                    logged_in = true;
+                    log.logins.fetch_add(1, Ordering::Relaxed);
+                    write.write_all(b"235 2.7.0 Authentication successful\r\n").await?;
+                } else {
+                    log.refused_logins.fetch_add(1, Ordering::Relaxed);
+                    write.write_all(b"535 5.7.8 Error: authentication failed\r\n").await?;
+                }
+                continue;
+            }
+            "MAIL" if options.auth && !logged_in => {
+                write.write_all(b"530 5.7.0 Authentication required\r\n").await?;
                 continue;
             }
             "MAIL" => {
@@ -382,6 +415,38 @@ fn a_dead_server_ends_the_run_with_status_1() {
 }
 
 #[test]
+fn auth_plain_logs_in_once_per_session() {
+    let sink = Sink::start(SinkOptions { auth: true, ..SinkOptions::default() });
+    let args = ["-n", "50", "-c", "2", "--messages-per-connection", "10", "--pipelining", "--auth"];
+    let (code, json) = sink.run(&[&args[..], &["alice@example.test:se:cret"]].concat());
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["messages_ok"], 50, "{json}");
+    assert_eq!(json["auth"], true);
+    assert_eq!(json["pipelining"], true);
+    assert_eq!(sink.count(|l| &l.messages), 50);
+    // At most 10 messages per connection: 5 sessions or more (the two workers take messages in
+    // turn), each logged in once.
+    assert!(sink.count(|l| &l.connections) >= 5);
+    assert_eq!(sink.count(|l| &l.logins), sink.count(|l| &l.connections));
+    assert_eq!(sink.count(|l| &l.refused_logins), 0);
+
+    // Without --auth the sink refuses MAIL; a wrong password or a server that does not offer
+    // AUTH PLAIN ends the run.
+    let (code, json) = sink.run(&["-n", "5", "-c", "1"]);
+    assert_eq!((code, json["messages_failed"].as_u64(), json["auth"].as_bool()), (1, Some(5), Some(false)), "{json}");
+    assert_eq!(json["errors"], serde_json::json!({"530": 5}));
+    let (code, json) = sink.run(&["-n", "5", "-c", "1", "--auth", "alice@example.test:wrong"]);
+    assert_eq!((code, json["messages_ok"].as_u64(), json["gave_up"].as_bool()), (1, Some(0), Some(true)), "{json}");
+    assert!(json["last_connection_error"].as_str().unwrap().contains("refused the AUTH: 535"), "{json}");
+    assert!(sink.count(|l| &l.refused_logins) >= 3);
+    let plain = Sink::start(SinkOptions::default());
+    let (code, json) = plain.run(&["-n", "5", "-c", "1", "--auth", "alice@example.test:se:cret"]);
+    assert_eq!((code, json["gave_up"].as_bool()), (1, Some(true)), "{json}");
+    assert!(json["last_connection_error"].as_str().unwrap().contains("AUTH PLAIN"), "{json}");
+    assert_eq!(plain.count(|l| &l.messages), 0);
+}
+
+#[test]
 fn usage_errors_exit_with_2() {
     for args in [
         &["--rcpts-per-message", "2", "--to", "a@example.test"][..],
@@ -390,6 +455,8 @@ fn usage_errors_exit_with_2() {
         &["-c", "0"],
         &["-n", "5", "--duration", "5"],
         &["--eml-dir", "/nonexistent/smtpload"],
+        &["--auth", "alice@example.test"],
+        &["--auth", ":secret"],
     ] {
         let output = smtpload(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));

@@ -5,7 +5,8 @@
 //!     --size 4K --to-pattern 'user{n}@example.test' --recipients 100 --pipelining
 //! ```
 //! `-c` sessions run at once. Each one connects, reads the greeting, says EHLO (LHLO with
-//! `--lmtp`), sends up to `--messages-per-connection` messages, says QUIT and connects again,
+//! `--lmtp`), logs in with `AUTH PLAIN` when `--auth` is given (a submission port), sends up to
+//! `--messages-per-connection` messages, says QUIT and connects again,
 //! until `-n` messages have been sent or `--duration` has passed. A failed connection is counted
 //! and replaced; the run gives up only when every attempt keeps failing.
 //!
@@ -107,6 +108,10 @@ struct Args {
     /// Name given in EHLO/LHLO.
     #[arg(long, default_value = "loadgen.test", value_name = "NAME")]
     helo: String,
+    /// Log in after EHLO with AUTH PLAIN (initial response, no TLS: for servers that allow plain
+    /// text on loopback) as USER with PASSWORD, split at the first colon.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    auth: Option<String>,
     /// Speak LMTP: LHLO instead of EHLO, and one reply per accepted recipient after the content.
     #[arg(long)]
     lmtp: bool,
@@ -224,6 +229,8 @@ struct Capabilities {
     chunking: bool,
     size: bool,
     eight_bit_mime: bool,
+    /// `AUTH` lists `PLAIN` (or the old `AUTH=PLAIN` form does).
+    auth_plain: bool,
 }
 
 impl Capabilities {
@@ -231,8 +238,14 @@ impl Capabilities {
         let mut caps = Capabilities::default();
         // The first line is the server's greeting name; each further line is one extension.
         for line in reply.lines.iter().skip(1) {
-            let keyword = line.split_ascii_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let mut words = line.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
             match keyword.as_str() {
+                "AUTH" => caps.auth_plain |= words.any(|m| m.eq_ignore_ascii_case("PLAIN")),
+                // Pre-RFC 4954 servers (and some today, for old clients) say `AUTH=PLAIN LOGIN`.
+                k if k.starts_with("AUTH=") => {
+                    caps.auth_plain |= k == "AUTH=PLAIN" || words.any(|m| m.eq_ignore_ascii_case("PLAIN"))
+                }
                 "PIPELINING" => caps.pipelining = true,
                 "CHUNKING" => caps.chunking = true,
                 "SIZE" => caps.size = true,
@@ -545,6 +558,8 @@ struct Plan {
     bdat: bool,
     lmtp: bool,
     helo: String,
+    /// `--auth`: the user (for the summary) and the whole `AUTH PLAIN ...` command line.
+    auth: Option<(String, String)>,
     timeout: Duration,
 }
 
@@ -554,6 +569,29 @@ fn check_address(flag: &str, address: &str) -> Result<(), String> {
         return Err(format!("{flag} `{address}`: an address may not hold spaces, control characters, < or >"));
     }
     Ok(())
+}
+
+/// `--auth USER:PASSWORD`, split at the first colon (a password may hold colons, a user name
+/// may not).
+fn parse_auth(text: &str) -> Result<(&str, &str), String> {
+    let Some((user, password)) = text.split_once(':') else {
+        return Err("--auth takes USER:PASSWORD (no colon found)".into());
+    };
+    if user.is_empty() {
+        return Err("--auth: the user name is empty".into());
+    }
+    if text.contains('\0') {
+        return Err("--auth: a user name or password may not hold a NUL byte".into());
+    }
+    Ok((user, password))
+}
+
+/// `AUTH PLAIN` with its initial response (RFC 4954, RFC 4616): base64 of
+/// `authzid NUL authcid NUL password`, with an empty authzid (act as the user who logs in).
+fn auth_plain_command(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let response = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+    format!("AUTH PLAIN {response}\r\n")
 }
 
 impl Plan {
@@ -613,6 +651,13 @@ impl Plan {
         if args.helo.is_empty() || args.helo.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(format!("--helo `{}` is not a name", args.helo));
         }
+        let auth = match &args.auth {
+            None => None,
+            Some(text) => {
+                let (user, password) = parse_auth(text)?;
+                Some((user.to_owned(), auth_plain_command(user, password)))
+            }
+        };
         let source = match &args.eml_dir {
             Some(dir) => Source::Eml(load_eml_dir(dir)?),
             None => Source::Generated(Generator::new(args.size, &args.from, &args.helo)),
@@ -635,6 +680,7 @@ impl Plan {
             bdat: args.bdat,
             lmtp: args.lmtp,
             helo: args.helo.clone(),
+            auth,
             timeout: Duration::from_secs(args.timeout),
         })
     }
@@ -651,11 +697,13 @@ enum SessionError {
     Timeout(&'static str),
     Closed,
     Protocol(ReplyError),
-    /// The greeting or EHLO/LHLO was refused.
+    /// The greeting, EHLO/LHLO or AUTH was refused.
     Refused {
         stage: &'static str,
         reply: Reply,
     },
+    /// `--auth` was given, but the server does not offer AUTH PLAIN.
+    NoAuthPlain,
 }
 
 impl fmt::Display for SessionError {
@@ -667,6 +715,12 @@ impl fmt::Display for SessionError {
             SessionError::Closed => write!(f, "the server closed the connection"),
             SessionError::Protocol(e) => e.fmt(f),
             SessionError::Refused { stage, reply } => write!(f, "the server refused the {stage}: {reply}"),
+            SessionError::NoAuthPlain => {
+                write!(
+                    f,
+                    "the server does not advertise AUTH PLAIN (some offer it only over TLS, which this tool lacks)"
+                )
+            }
         }
     }
 }
@@ -788,6 +842,17 @@ impl Session {
             let reply = session.reader.read_reply().await?;
             if !reply.is_positive() {
                 return Err(SessionError::Refused { stage: "HELO", reply });
+            }
+        }
+        if let Some((_, command)) = &plan.auth {
+            // Never pipelined: the server must answer before the first MAIL.
+            if !session.caps.auth_plain {
+                return Err(SessionError::NoAuthPlain);
+            }
+            session.write(command.as_bytes()).await?;
+            let reply = session.reader.read_reply().await?;
+            if reply.code != 235 {
+                return Err(SessionError::Refused { stage: "AUTH", reply });
             }
         }
         session.pipelining = plan.pipelining && session.caps.pipelining;
@@ -1298,6 +1363,9 @@ fn summary(plan: &Plan, report: &Report, figures: &Figures) -> String {
         share(t.pipelined_sessions, t.sessions),
         share(t.bdat_sessions, t.sessions)
     );
+    if let Some((user, _)) = &plan.auth {
+        let _ = writeln!(out, "  AUTH PLAIN as {user}");
+    }
     let _ = writeln!(out, "  messages:    {} sent, {} ok, {} failed", t.ok + t.failed, t.ok, t.failed);
     let _ = writeln!(out, "  elapsed:     {:.2} s", figures.secs);
     let _ = writeln!(out, "  throughput:  {:.1} msg/s, {:.2} MB/s", figures.msgs_per_s, figures.mb_per_s);
@@ -1349,6 +1417,8 @@ struct JsonReport<'a> {
     /// Whether every session used it (the server advertised it and it was asked for).
     pipelining: bool,
     bdat: bool,
+    /// `--auth` was given (every session that sent mail logged in).
+    auth: bool,
     interrupted: bool,
     gave_up: bool,
     last_connection_error: Option<&'a str>,
@@ -1384,6 +1454,7 @@ fn json_line(plan: &Plan, report: &Report, figures: &Figures) -> String {
         lmtp: plan.lmtp,
         pipelining: t.sessions > 0 && t.pipelined_sessions == t.sessions,
         bdat: t.sessions > 0 && t.bdat_sessions == t.sessions,
+        auth: plan.auth.is_some(),
         interrupted: report.interrupted,
         gave_up: report.gave_up,
         last_connection_error: report.last_error.as_deref(),
@@ -1472,9 +1543,38 @@ mod tests {
     #[test]
     fn reads_capabilities_from_ehlo() {
         let caps = Capabilities::from_ehlo(&reply(250, &["mx", "pipelining", "SIZE 1000", "CHUNKING", "8BITMIME"]));
-        assert_eq!(caps, Capabilities { pipelining: true, chunking: true, size: true, eight_bit_mime: true });
+        assert_eq!(
+            caps,
+            Capabilities { pipelining: true, chunking: true, size: true, eight_bit_mime: true, auth_plain: false }
+        );
         // The greeting line is a name, never a capability.
         assert_eq!(Capabilities::from_ehlo(&reply(250, &["PIPELINING"])), Capabilities::default());
+        let auth = |line: &str| Capabilities::from_ehlo(&reply(250, &["mx", line])).auth_plain;
+        assert!(auth("AUTH PLAIN LOGIN") && auth("auth login plain") && auth("AUTH=PLAIN") && auth("AUTH=LOGIN PLAIN"));
+        assert!(!auth("AUTH LOGIN SCRAM-SHA-256") && !auth("AUTH") && !auth("AUTHPLAIN") && !auth("X-PLAIN"));
+    }
+
+    #[test]
+    fn auth_plain_sends_the_credentials_as_one_initial_response() {
+        assert_eq!(parse_auth("alice@example.test:secret"), Ok(("alice@example.test", "secret")));
+        // Split at the first colon: the password keeps the rest, and may be empty.
+        assert_eq!(parse_auth("bob:a:b:"), Ok(("bob", "a:b:")));
+        assert_eq!(parse_auth("bob:"), Ok(("bob", "")));
+        for bad in ["alice", ":secret", "", "al\0ice:x", "alice:se\0cret"] {
+            assert!(parse_auth(bad).is_err(), "{bad:?}");
+        }
+        // base64 of "\0alice@example.test\0secret".
+        let command = auth_plain_command("alice@example.test", "secret");
+        assert_eq!(command, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=\r\n");
+        use base64::Engine as _;
+        let response = command.trim_end().strip_prefix("AUTH PLAIN ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(response).unwrap();
+        assert_eq!(decoded, b"\0alice@example.test\0secret");
+        // Non-ASCII passwords go as their UTF-8 bytes.
+        let decoded = |c: String| {
+            base64::engine::general_purpose::STANDARD.decode(c.trim_end().rsplit(' ').next().unwrap()).unwrap()
+        };
+        assert_eq!(decoded(auth_plain_command("u", "pässwörd")), "\0u\0pässwörd".as_bytes());
     }
 
     #[test]
