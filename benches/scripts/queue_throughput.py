@@ -25,6 +25,15 @@ fresh process started on the full queue, difference / K.
     benches/scripts/queue_throughput.py            # full run (N=20,000, K=10,000, 3 runs)
     benches/scripts/queue_throughput.py --quick    # a few hundred messages, under a minute
     benches/scripts/queue_throughput.py --json     # also one JSON line on stdout
+    ... --dkim [rsa|ed25519]    # also a 10-domain case with the sender's domain DKIM-signing
+    ... --postfix               # also the same load through a private Postfix to the same sink
+    ... -c 2 -n 5000 --only throughput             # a lighter load: the delay when nothing queues up
+
+With --postfix (root), a Postfix instance with its own configuration, queue and log in the
+temporary directory (the system's Postfix is not touched) relays the ten domains to the same
+sink, taking the same smtpload run without AUTH (relaying is allowed from loopback). Its
+delivered rate is N / the time until the sink has them all, its delay Postfix's own `delay=`
+(arrival to the remote `250`), its CPU that of the master process and its children.
 
 Needs Postfix's smtp-sink (Debian package `postfix`). Builds the release binaries with cargo
 unless --no-build. Everything it starts is stopped and its temporary directory removed at
@@ -207,7 +216,7 @@ class Postlog:
 
     live = set()  # started and not stopped yet: stopped on the way out, whatever happens
 
-    def __init__(self, workdir, name, route_port, dkim=False):
+    def __init__(self, workdir, name, route_port, dkim=None):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir)
         self.data = os.path.join(self.dir, "data")
@@ -223,7 +232,7 @@ class Postlog:
         self.run("domain", "add", "example.test")
         self.run("user", "add", USER, "--password-stdin", stdin=PASSWORD)
         if dkim:
-            self.run("dkim", "generate", "example.test")
+            self.run("dkim", "generate", "example.test", "--algorithm", dkim)
         self.proc = None
         self.log_file = None
 
@@ -288,6 +297,158 @@ class LogCounter:
         for name, marker in self.MARKERS.items():
             self.counts[name] += data[:cut].count(marker)
         return self.counts
+
+
+POSTFIX_MAIN_CF = """compatibility_level = 3.6
+queue_directory = {dir}/queue
+data_directory = {dir}/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pf.example.test
+mydomain = example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+transport_maps = inline:{{ {routes} }}
+maillog_file = {dir}/maillog
+maillog_file_prefixes = {dir}
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_peername_lookup = no
+biff = no
+"""
+
+
+class Postfix:
+    """A private Postfix instance (its own configuration, queue and log; the system's Postfix is
+    not touched) that relays d0.test ... d9.test to the sink, with Debian's default master.cf
+    except chroot (off) and the smtpd address. Needs root."""
+
+    live = set()
+
+    def __init__(self, workdir, name, sink_port):
+        self.dir = os.path.join(workdir, name)
+        self.conf = os.path.join(self.dir, "conf")
+        os.makedirs(self.conf)
+        os.makedirs(os.path.join(self.dir, "queue"))  # `postfix start` fills it in
+        os.makedirs(os.path.join(self.dir, "data"))
+        shutil.chown(os.path.join(self.dir, "data"), "postfix")
+        self.port = free_ports(1)[0]
+        self.log_path = os.path.join(self.dir, "maillog")
+        routes = ", ".join(f"{d}=smtp:[127.0.0.1]:{sink_port}" for d in DOMAINS)
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write(POSTFIX_MAIN_CF.format(dir=self.dir, routes=routes))
+        proto = next(p for p in ("/etc/postfix/master.cf.proto", "/usr/share/postfix/master.cf.dist")
+                     if os.path.exists(p))
+        with open(proto) as f:
+            master = [f"127.0.0.1:{self.port} inet n - n - - smtpd" if line.startswith("smtp      inet") else line
+                      for line in f.read().splitlines()]
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write("\n".join(master) + "\n")
+        for f in ("dynamicmaps.cf",):
+            if os.path.exists(f"/etc/postfix/{f}"):
+                shutil.copy(f"/etc/postfix/{f}", self.conf)
+        self.postfix("-F", "*/*/chroot = n", command="postconf")
+        self.master = None
+
+    def postfix(self, *args, command="postfix"):
+        r = subprocess.run([command, "-c", self.conf, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{command} -c {self.conf} {' '.join(args)}: exit {r.returncode}: {r.stdout.strip()}")
+
+    def start(self):
+        Postfix.live.add(self)
+        self.postfix("start")
+        with open(os.path.join(self.dir, "queue", "pid", "master.pid")) as f:
+            self.master = int(f.read().split()[0])
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError(f"Postfix does not listen on {self.port}; log: {self.log_path}")
+                time.sleep(0.05)
+
+    def stop(self):
+        if self in Postfix.live:
+            Postfix.live.discard(self)
+            subprocess.run(["postfix", "-c", self.conf, "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(100):
+                if not os.path.exists(f"/proc/{self.master}"):
+                    break
+                time.sleep(0.1)
+
+    def cpu(self):
+        """CPU seconds of the instance: master, its live children, and the children it reaped."""
+        total = 0.0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(pid) == self.master:
+                total += sum(int(x) for x in fields[11:15]) / HZ  # utime stime cutime cstime
+            elif int(fields[1]) == self.master:
+                total += (int(fields[11]) + int(fields[12])) / HZ
+        return total
+
+
+def postfix_case(workdir, sink, name, domains, n, opts, run_no):
+    """The same load through Postfix (no AUTH: relaying is allowed from loopback)."""
+    pf = Postfix(workdir, f"postfix-{name}-{run_no}", sink.port)
+    fsync0 = fdatasync_rate(pf.dir)
+    pf.start()
+    try:
+        time.sleep(1.0)
+        _, sink0 = sink.counts()
+        load0, cpu_pf0, cpu_sink0, busy0 = os.getloadavg(), pf.cpu(), proc_cpu(sink.proc.pid), busy_seconds()
+        t0 = time.time()
+        args = [a for a in smtpload_args(pf.port, n, opts.size, opts.connections, opts.messages_per_connection,
+                                         recipients(domains)) if a != f"{USER}:{PASSWORD}" and a != "--auth"]
+        load, cpu_load = run_smtpload(args, os.path.join(pf.dir, "smtpload.out"))
+        last, last_change = -1, time.time()
+        while (got := sink.counts()[1] - sink0) < n:
+            if got != last:
+                last, last_change = got, time.time()
+            elif time.time() - last_change > 120:
+                raise RuntimeError(f"postfix: the sink got {got} of {n}; log: {pf.log_path}")
+            time.sleep(0.05)
+        t_done = time.time()
+        cpu_pf, cpu_sink, busy = pf.cpu() - cpu_pf0, proc_cpu(sink.proc.pid) - cpu_sink0, busy_seconds() - busy0
+        load1 = os.getloadavg()
+    finally:
+        pf.stop()
+    delays = []
+    with open(pf.log_path, errors="replace") as f:
+        for line in f:
+            if "status=sent" in line and " delay=" in line:
+                delays.append(float(line.split(" delay=", 1)[1].split(",", 1)[0]) * 1000)
+    delays.sort()
+    wall = t_done - t0
+    return {
+        "case": name, "domains": domains, "messages": n,
+        "accepted_per_s": load["msgs_per_s"],
+        "submission_latency_ms": load["latency_ms"],
+        "delivered_per_s_wall": round(n / wall, 1),
+        "delay_ms": {"p50": percentile(delays, 50), "p99": percentile(delays, 99), "max": delays[-1]},
+        "cpu_s": {"postfix": round(cpu_pf, 2), "smtp_sink": round(cpu_sink, 2), "smtpload": round(cpu_load, 2),
+                  "others": round(max(0.0, busy - cpu_pf - cpu_sink - cpu_load), 2)},
+        "postfix_cpu_us_per_message": round(cpu_pf / n * 1e6),
+        "wall_s": round(wall, 3),
+        "fdatasync_per_s_before": fsync0,
+        "loadavg_before_after": [round(load0[0], 2), round(load1[0], 2)],
+    }
 
 
 def run_smtpload(args, out_path):
@@ -374,7 +535,7 @@ def delivery_figures(events, listener="submission"):
     }
 
 
-def throughput_case(workdir, sink, name, domains, n, opts, run_no, dkim=False):
+def throughput_case(workdir, sink, name, domains, n, opts, run_no, dkim=None):
     pl = Postlog(workdir, f"{name}-{run_no}", sink.port, dkim=dkim)
     fsync0 = fdatasync_rate(pl.dir)
     pl.start()
@@ -420,6 +581,7 @@ def throughput_case(workdir, sink, name, domains, n, opts, run_no, dkim=False):
         "accepted_per_s": load["msgs_per_s"],
         "submission_latency_ms": load["latency_ms"],
         "delivered_per_s": round(n / f["window_s"], 1),
+        "delivered_per_s_wall": round(n / wall, 1),
         "drain_per_s": round(f["drained"] / f["drain_after_last_accept_s"], 1)
         if f["drain_after_last_accept_s"] > 0.5 else None,
         "sink_messages": got,
@@ -484,7 +646,9 @@ def cost_case(workdir, k, opts):
         time.sleep(1.0)
         live_full = memory(pl.proc.pid)
         seg1 = segment_bytes(pl.data)
+        t_list = time.time()
         listed = pl.run("queue", "list")
+        list_s = time.time() - t_list
         queued = sum(1 for line in listed.splitlines() if "pending" in line)
         if queued != k:
             raise RuntimeError(f"cost: `postlog queue list` shows {queued} entries, expected {k}")
@@ -510,6 +674,7 @@ def cost_case(workdir, k, opts):
         "disk_by_record_kind": {name: {"records_per_message": round(v["records"] / k, 2),
                                        "bytes_per_message": round(v["bytes"] / k)}
                                 for name, v in sorted(breakdown.items())},
+        "queue_list_s": round(list_s, 3),
         "rss_fresh_empty_mib": round(fresh_empty["VmRSS"] / 2**20, 1),
         "rss_fresh_full_mib": round(fresh_full["VmRSS"] / 2**20, 1),
         "rss_live_full_mib": round(live_full["VmRSS"] / 2**20, 1),
@@ -527,6 +692,7 @@ def summarize(runs):
         "runs": len(runs),
         "accepted_per_s": med(lambda r: r["accepted_per_s"]),
         "delivered_per_s": med(lambda r: r["delivered_per_s"]),
+        "delivered_per_s_wall": med(lambda r: r["delivered_per_s_wall"]),
         "delay_ms": {p: med(lambda r: r["delay_ms"][p]) for p in ("p50", "p99", "max")},
         "intake_ms": {p: med(lambda r: r["intake_ms"][p]) for p in ("p50", "p99", "max")},
         "submission_latency_ms": {p: med(lambda r: r["submission_latency_ms"][p]) for p in ("p50", "p99", "max")},
@@ -565,7 +731,10 @@ def main():
     ap.add_argument("-c", "--connections", type=int, default=16, help="smtpload sessions (16)")
     ap.add_argument("--messages-per-connection", type=int, default=0,
                     help="smtpload messages per session, each session logging in once (0: no limit, the default)")
-    ap.add_argument("--dkim", action="store_true", help="also a 10-domain case with a DKIM key for example.test")
+    ap.add_argument("--dkim", nargs="?", const="rsa", choices=["rsa", "ed25519"],
+                    help="also a 10-domain case with a DKIM key (rsa, the default, or ed25519) for example.test")
+    ap.add_argument("--postfix", action="store_true",
+                    help="also the same load through a private Postfix instance to the same sink (root)")
     ap.add_argument("--only", choices=["throughput", "cost"], help="measure one part")
     ap.add_argument("--dir", default="/var/tmp", help="where the temporary directory goes (/var/tmp)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
@@ -598,9 +767,9 @@ def main():
     try:
         if args.only != "cost":
             sink = Sink(workdir, free_ports(1)[0])
-            cases = [("1 domain", 1, False), ("10 domains", 10, False)]
+            cases = [("1 domain", 1, None), ("10 domains", 10, None)]
             if args.dkim:
-                cases.append(("10 domains, DKIM", 10, True))
+                cases.append((f"10 domains, DKIM {args.dkim}", 10, args.dkim))
             results["throughput"] = {}
             for name, domains, dkim in cases:
                 per_run = []
@@ -610,6 +779,30 @@ def main():
                     log(f"{name}, run {i + 1}: {fmt_run(r)}")
                     per_run.append(r)
                 results["throughput"][name] = {"median": summarize(per_run), "runs": per_run}
+            if args.postfix:
+                if os.geteuid() != 0:
+                    raise RuntimeError("--postfix needs root (it starts a Postfix instance)")
+                os.chmod(workdir, 0o755)  # Postfix's daemons run as `postfix`
+                results["postfix"] = {}
+                for name, domains, _ in cases[:2]:
+                    per_run = []
+                    for i in range(runs):
+                        r = postfix_case(workdir, sink, name.replace(" ", "-"), domains, n, args, i)
+                        c = r["cpu_s"]
+                        log(f"postfix {name}, run {i + 1}: accepted {r['accepted_per_s']:.0f}/s, delivered "
+                            f"{r['delivered_per_s_wall']:.0f}/s (until the sink had them all); delay p50 "
+                            f"{r['delay_ms']['p50']:.0f} p99 {r['delay_ms']['p99']:.0f} ms (Postfix's delay=); CPU s "
+                            f"postfix {c['postfix']} sink {c['smtp_sink']} smtpload {c['smtpload']} others "
+                            f"{c['others']}; disk {r['fdatasync_per_s_before']} fdatasync/s before; load "
+                            f"{r['loadavg_before_after'][0]}->{r['loadavg_before_after'][1]}")
+                        per_run.append(r)
+                    med = lambda f: median([f(r) for r in per_run])
+                    results["postfix"][name] = {
+                        "median": {"accepted_per_s": med(lambda r: r["accepted_per_s"]),
+                                   "delivered_per_s_wall": med(lambda r: r["delivered_per_s_wall"]),
+                                   "delay_ms": {p: med(lambda r: r["delay_ms"][p]) for p in ("p50", "p99", "max")},
+                                   "postfix_cpu_us_per_message": med(lambda r: r["postfix_cpu_us_per_message"])},
+                        "runs": per_run}
             sink.stop()
         if args.only != "throughput":
             c = cost_case(workdir, k, args)
@@ -627,9 +820,15 @@ def main():
             m = t["median"]
             d = m["delay_ms"]
             log(f"median {name} ({m['runs']} runs of {n}): accepted {m['accepted_per_s']:.0f}/s, delivered "
-                f"{m['delivered_per_s']:.0f}/s, delay p50 {d['p50']:.0f} p99 {d['p99']:.0f} max {d['max']:.0f} ms, "
+                f"{m['delivered_per_s']:.0f}/s ({m['delivered_per_s_wall']:.0f}/s until the queue was empty), delay p50 {d['p50']:.0f} p99 {d['p99']:.0f} max {d['max']:.0f} ms, "
                 f"postlog {m['postlog_cpu_us_per_message']} µs CPU per message, "
                 f"{m['store_commits_per_message']} store commits per message")
+        for name, t in results.get("postfix", {}).items():
+            m = t["median"]
+            d = m["delay_ms"]
+            log(f"median postfix {name}: accepted {m['accepted_per_s']:.0f}/s, delivered "
+                f"{m['delivered_per_s_wall']:.0f}/s, delay p50 {d['p50']:.0f} p99 {d['p99']:.0f} ms, "
+                f"{m['postfix_cpu_us_per_message']} µs CPU per message")
         if args.json:
             print(json.dumps(results), flush=True)
     except KeyboardInterrupt as e:
@@ -643,7 +842,7 @@ def main():
     finally:
         if sink:
             sink.stop()
-        for child in list(Postlog.live):
+        for child in list(Postlog.live) + list(Postfix.live):
             child.stop()
         if args.keep:
             log(f"queue_throughput: kept {workdir}")
