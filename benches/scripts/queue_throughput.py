@@ -195,7 +195,11 @@ class Sink:
         with open(self.out, "w") as out:
             self.proc = subprocess.Popen([exe, "-u", user, "-c", f"127.0.0.1:{port}", "1000"],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        wait_port(port, self.proc, "smtp-sink")
+        try:
+            wait_port(port, self.proc, "smtp-sink")
+        except BaseException:
+            self.stop()
+            raise
 
     def counts(self):
         """(sessions, messages) received so far, from its last counter line
@@ -455,7 +459,12 @@ def run_smtpload(args, out_path):
     """Runs smtpload; returns (its JSON line, its CPU seconds)."""
     with open(out_path, "w") as out:
         p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(p.pid, 0)
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        except BaseException:  # interrupted: the client goes too
+            p.kill()
+            p.wait()
+            raise
         p.returncode = os.waitstatus_to_exitcode(status)
     with open(out_path) as f:
         text = f.read()
