@@ -51,11 +51,13 @@ impl Sink {
         sink
     }
 
-    /// The messages received so far.
+    /// The messages received so far. (smtp-sink opens a dump file per transaction and leaves
+    /// it empty while a refused one's session lasts: those are not messages.)
     fn messages(&self) -> Vec<String> {
         let mut out: Vec<String> = std::fs::read_dir(&self.dir)
             .unwrap()
             .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter(|b| !b.is_empty())
             .map(|b| text(&b))
             .collect();
         out.sort();
@@ -221,7 +223,7 @@ fn a_deferring_remote_keeps_the_message_and_the_operator_commands_work() {
     assert!(!missing.status.success() && text(&missing.stderr).contains("no queued message NOSUCHID"));
     assert!(queue_ok(&data, &["delete", &id]).contains("deleted"));
     queue_until(&data, Duration::from_secs(5), |l| l.contains("the queue is empty"));
-    assert!(sink.messages().is_empty());
+    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
     let (status, _) = server.stop();
     assert_eq!(status.code(), Some(0));
     // The commands work without a server too.

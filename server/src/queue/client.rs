@@ -66,6 +66,25 @@ pub fn connector(config: &Config, queue: Queue, router: Arc<Router>) -> Result<D
     }))
 }
 
+/// How long a connection with nothing to send waits for another job before it says QUIT (as
+/// Postfix's connection cache, `smtp_connection_cache_time_limit`): mail trickling to one
+/// destination reuses the connection instead of opening one per message.
+const CONNECTION_IDLE: Duration = Duration::from_secs(2);
+
+/// The next job, waiting up to `limit` for one to come.
+async fn take_or_wait(jobs: &JobList, limit: Duration) -> Option<Job> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(job) = take(jobs) {
+            return Some(job);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn take(jobs: &JobList) -> Option<Job> {
     jobs.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
 }
@@ -207,7 +226,7 @@ async fn attempt(
                             session.quit();
                             break;
                         }
-                        let Some(job) = take(jobs) else {
+                        let Some(job) = take_or_wait(jobs, CONNECTION_IDLE).await else {
                             session.quit();
                             break;
                         };

@@ -353,6 +353,17 @@ pub fn auth_failure_reply(f: &AuthFailure) -> Reply {
     }
 }
 
+/// Hashing, parsing and compressing: on this worker for usual sizes (about 100 µs), on the
+/// blocking pool for big messages. `None` if the blocking task failed.
+async fn prepare(ctx: &ServerContext, message: Vec<u8>) -> Option<PreparedMessage> {
+    if message.len() <= INLINE_PREPARE_MAX {
+        Some(PreparedMessage::new(&message, ctx.store.options()))
+    } else {
+        let store = ctx.store.clone();
+        tokio::task::spawn_blocking(move || PreparedMessage::new(&message, store.options())).await.ok()
+    }
+}
+
 /// RFC 3461 xtext: `+`, `=`, controls and non-ASCII as `+XX`.
 fn xtext(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -497,28 +508,30 @@ async fn deliver_message(
     // The content is kept only when some of it goes to the queue.
     let content_for_queue = if resolved.iter().any(|r| !r.remote.is_empty()) { content } else { Vec::new() };
 
-    // Hashing, parsing and compressing: on this worker for usual sizes (about 100 µs), on the
-    // blocking pool for big messages. Then the commit, awaited: the 250 waits for it.
-    let prepared = if message.len() <= INLINE_PREPARE_MAX {
-        Ok(PreparedMessage::new(&message, ctx.store.options()))
-    } else {
-        let store = ctx.store.clone();
-        tokio::task::spawn_blocking(move || PreparedMessage::new(&message, store.options())).await
-    };
-    let Ok(prepared) = prepared else {
-        let r = Reply::new(451, "4.3.0", "Error: internal error while storing, try again later");
-        fe.deferred.inc();
-        return vec![r; n_replies];
-    };
+    // Who gets a copy, then the copies prepared (`prepare`), then the commit, awaited: the 250
+    // waits for it.
     let plan = deliver::plan_delivery(
         &ctx.store,
         &ctx.services.directory,
-        prepared.raw_len(),
+        message.len() as u64,
         &resolved,
         outcome.file_into.as_ref(),
         lmtp,
         now,
     );
+    // The local copy is prepared only when some local user gets it.
+    let local = if plan.targets.is_empty() {
+        Vec::new()
+    } else {
+        match prepare(ctx, message).await {
+            Some(prepared) => vec![(Arc::new(prepared), plan.targets)],
+            None => {
+                let r = Reply::new(451, "4.3.0", "Error: internal error while storing, try again later");
+                fe.deferred.inc();
+                return vec![r; n_replies];
+            }
+        }
+    };
     let results = plan.results;
     // Remote recipients (submission to other domains, forwarding aliases) of the recipients
     // accepted: queued in the same commit as the local copies.
@@ -536,7 +549,6 @@ async fn deliver_message(
             })
         })
         .collect();
-    let local = if plan.targets.is_empty() { Vec::new() } else { vec![(Arc::new(prepared), plan.targets)] };
     let mut queued_as = None;
     let error = if remote.is_empty() {
         match local.is_empty() {
@@ -554,7 +566,12 @@ async fn deliver_message(
         if let Some(signature) = crate::dkim::sign(&ctx.store, &sender_plain, &outbound) {
             outbound.splice(0..0, signature.into_bytes());
         }
-        let outbound = Arc::new(PreparedMessage::new(&outbound, ctx.store.options()));
+        let Some(outbound) = prepare(ctx, outbound).await else {
+            let r = Reply::new(451, "4.3.0", "Error: internal error while queueing, try again later");
+            fe.deferred.inc();
+            return vec![r; n_replies];
+        };
+        let outbound = Arc::new(outbound);
         let new = crate::queue::NewMessage {
             from: sender_plain.clone(),
             envid: params.envid.clone(),
