@@ -24,15 +24,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::route::{HopKey, Router};
 use super::{Entry, Queue, Status, domain_of, now_unix};
 
-/// Runs a store call that waits for a commit (or reads a message) without holding up the
-/// runtime's other tasks: the scheduler is one task on a multi-threaded runtime.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// What the scheduler is asked to do.
 pub enum Command {
     /// A new entry was committed: schedule it.
@@ -265,7 +256,7 @@ impl Scheduler {
                     let _ = reply.send(Ok(false));
                     return;
                 };
-                match blocking(|| self.queue.finish(&e, None)) {
+                match self.queue.finish(&e, None) {
                     Ok(_) => {
                         tracing::info!(id = %id, "queue: deleted by the operator");
                         self.due.remove(&(e.next_attempt, id.clone()));
@@ -401,11 +392,11 @@ impl Scheduler {
         entry.next_attempt = (now + delay).min(entry.expires);
         if entry.delay_notice_at > 0 && now >= entry.delay_notice_at && !entry.delay_notified {
             entry.delay_notified = true;
-            if let Some(b) = blocking(|| (self.bounce)(&self.queue, &entry, super::bounce::Kind::Delayed)) {
+            if let Some(b) = (self.bounce)(&self.queue, &entry, super::bounce::Kind::Delayed) {
                 self.send_notice(&entry, b);
             }
         }
-        if let Err(e) = blocking(|| self.queue.save(&entry)) {
+        if let Err(e) = self.queue.save(&entry) {
             tracing::error!(id = %entry.id, error = %e, "queue: saving the entry failed; retrying from the last saved state");
         }
         self.insert(entry);
@@ -414,12 +405,12 @@ impl Scheduler {
     /// A delay notice: stored or queued on its own (the entry stays).
     fn send_notice(&mut self, entry: &Entry, b: super::Bounce) {
         let now = now_unix();
-        let result = blocking(|| match b {
+        let result = match b {
             super::Bounce::Local { message, targets } => {
                 self.queue.store().append_many(vec![(message, targets)]).map(|_| None)
             }
             super::Bounce::Remote(new) => self.queue.enqueue_blocking(new, Vec::new(), now).map(Some),
-        });
+        };
         match result {
             Ok(Some(queued)) => self.insert(queued),
             Ok(None) => {}
@@ -448,8 +439,8 @@ impl Scheduler {
     /// Every recipient has its final answer: bounce the failures (if asked) and drop the entry.
     fn complete(&mut self, entry: Entry) {
         self.due.remove(&(entry.next_attempt, entry.id.clone()));
-        let bounce = blocking(|| (self.bounce)(&self.queue, &entry, super::bounce::Kind::Final));
-        match blocking(|| self.queue.finish(&entry, bounce)) {
+        let bounce = (self.bounce)(&self.queue, &entry, super::bounce::Kind::Final);
+        match self.queue.finish(&entry, bounce) {
             Ok(queued) => {
                 self.entries.remove(&entry.id);
                 self.count_messages();
