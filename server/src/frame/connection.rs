@@ -12,6 +12,19 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::metrics::Counter;
+
+/// What [`Connection::next_input`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// This many bytes were read into the buffer.
+    Bytes(usize),
+    /// The client closed the connection, or reading failed.
+    Closed,
+    /// Nothing came for the protocol's idle timeout.
+    TimedOut,
+    /// The server is shutting down: say goodbye.
+    Shutdown,
+}
 use super::shutdown::ShutdownSignal;
 use super::tls::TlsInfo;
 use crate::config::ListenerKey;
@@ -192,6 +205,20 @@ impl Connection {
     pub async fn read_idle(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let limit = self.idle_timeout;
         with_idle_timeout(limit, self.stream.read(buf)).await
+    }
+
+    /// The next thing a line-protocol session (SMTP, POP3) reacts to while it waits for input:
+    /// bytes, the client closing or failing, the idle timeout, or the server shutting down.
+    pub async fn next_input(&mut self, buf: &mut [u8], shutdown: &mut super::shutdown::ShutdownSignal) -> Input {
+        tokio::select! {
+            r = self.read_idle(buf) => match r {
+                Ok(0) => Input::Closed,
+                Ok(n) => Input::Bytes(n),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => Input::TimedOut,
+                Err(_) => Input::Closed,
+            },
+            _ = shutdown.triggered() => Input::Shutdown,
+        }
     }
 
     /// Upgrades a plain connection to TLS (STARTTLS, STLS), after the front end has sent its

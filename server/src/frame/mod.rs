@@ -31,7 +31,7 @@ pub mod shutdown;
 pub mod tls;
 
 pub use admission::Refusal;
-pub use connection::{Connection, Stream, TLS_HANDSHAKE_TIMEOUT, with_idle_timeout};
+pub use connection::{Connection, Input, Stream, TLS_HANDSHAKE_TIMEOUT, with_idle_timeout};
 pub use context::{ServerContext, Services};
 pub use front_end::{FrontEnd, FrontEnds, NotAvailable, SessionFuture};
 pub use metrics::{Counter, Gauge, Metrics};

@@ -30,7 +30,7 @@ use self::filter::{Inspection, Pipeline, Verdict};
 use crate::auth::{AuthFailure, AuthOutcome, AuthStep, Exchange, Peer};
 use crate::config::ListenerKey;
 use crate::directory::LocalUser;
-use crate::frame::{Connection, Counter, FrontEnd, ServerContext, SessionFuture, with_idle_timeout};
+use crate::frame::{Connection, Counter, FrontEnd, Input, ServerContext, SessionFuture, with_idle_timeout};
 
 /// One SMTP-family listener: `smtp`, `submission`, `submissions` or `lmtp`.
 pub struct SmtpFrontEnd {
@@ -173,14 +173,11 @@ async fn run(ctx: Arc<ServerContext>, fe: Arc<Inner>, mut conn: Connection) {
                 if write_out(&mut conn, &mut session).await.is_err() {
                     break;
                 }
-                tokio::select! {
-                    r = conn.read_idle(&mut buf) => match r {
-                        Ok(0) => break,
-                        Ok(n) => session.input(&buf[..n]),
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => session.timed_out(),
-                        Err(_) => break,
-                    },
-                    _ = shutdown.triggered() => session.shutdown(),
+                match conn.next_input(&mut buf, &mut shutdown).await {
+                    Input::Bytes(n) => session.input(&buf[..n]),
+                    Input::Closed => break,
+                    Input::TimedOut => session.timed_out(),
+                    Input::Shutdown => session.shutdown(),
                 }
             }
             Event::Close => {
