@@ -256,8 +256,7 @@ fn dkim_generate(directory: &Directory, domain: &str, selector: &str, algorithm:
     if !directory.is_local_domain(&domain) {
         return Response::Error { message: format!("{domain} is not a local domain (postlog domain add {domain})") };
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    match crate::dkim::generate(&domain, selector, algorithm, now)
+    match crate::dkim::generate(&domain, selector, algorithm, crate::util::now_unix())
         .and_then(|k| crate::dkim::save(directory.store(), &k).map(|()| k))
     {
         Ok(k) => {

@@ -41,6 +41,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::account::DEFAULT_MAILBOXES;
+use crate::util::now_unix;
 
 /// How deep alias expansion goes (alias to alias to ...) before giving up.
 pub const MAX_ALIAS_DEPTH: usize = 10;
@@ -204,10 +205,6 @@ fn user_key(address: &Address) -> String {
 /// Input echoed in messages, cut so that a huge argument does not flood a terminal or log.
 fn shorten(input: &str) -> String {
     if input.chars().count() <= 100 { input.to_string() } else { input.chars().take(100).collect::<String>() + "…" }
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -148,6 +148,11 @@ mod tests {
     }
 }
 
+/// The clock, in Unix seconds (0 if it is before 1970).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Unix seconds as an RFC 5322 date in UTC: `Fri, 27 Nov 2026 17:08:37 +0000` (the protocol
 /// crate's, which DSNs use too).
 pub fn rfc5322_date(secs: i64) -> String {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use postlog_engine::meta::MessageMeta;
 use postlog_engine::{AccountId, AppendTarget, FlagOp, MessageEntry, PreparedMessage, Uid, flag};
@@ -26,6 +26,7 @@ use super::view::{Update, View, ranges};
 use crate::auth::{AuthFailure, AuthOutcome, AuthStep, Exchange, Peer};
 use crate::directory::LocalUser;
 use crate::frame::{Connection, FrontEnd, ServerContext, SessionFuture, with_idle_timeout};
+use crate::util::now_unix;
 
 /// The hierarchy delimiter of mailbox names.
 const DELIMITER: char = '/';
@@ -261,10 +262,6 @@ fn flag_bits(flags: &[Flag]) -> (u8, Vec<String>) {
         }
     }
     (bits, kws)
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn internal_date(secs: i64) -> String {

@@ -201,9 +201,7 @@ fn now_micros() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-pub fn now_unix() -> i64 {
-    (now_micros() / 1_000_000) as i64
-}
+pub use crate::util::now_unix;
 
 impl Queue {
     /// The queue in `store`: creates the queue account on first use, and expunges messages no

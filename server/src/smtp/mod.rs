@@ -31,6 +31,8 @@ use crate::auth::{AuthFailure, AuthOutcome, AuthStep, Exchange, Peer};
 use crate::config::ListenerKey;
 use crate::directory::LocalUser;
 use crate::frame::{Connection, Counter, FrontEnd, Input, ServerContext, SessionFuture, with_idle_timeout};
+use crate::util::now_unix;
+use postlog_protocol::smtp::command::encode_xtext;
 
 /// One SMTP-family listener: `smtp`, `submission`, `submissions` or `lmtp`.
 pub struct SmtpFrontEnd {
@@ -361,25 +363,8 @@ async fn prepare(ctx: &ServerContext, message: Vec<u8>) -> Option<PreparedMessag
     }
 }
 
-/// RFC 3461 xtext: `+`, `=`, controls and non-ASCII as `+XX`.
-fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
-}
-
 fn notify_set(n: postlog_protocol::smtp::Notify) -> crate::queue::NotifySet {
     crate::queue::NotifySet { never: n.never, success: n.success, failure: n.failure, delay: n.delay }
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn new_message_id() -> String {
@@ -540,7 +525,8 @@ async fn deliver_message(
             r.remote.iter().map(|to| {
                 // A forwarded copy names the address it was sent to (RFC 3461 section 4.2).
                 let orcpt = r.orcpt.clone().or_else(|| {
-                    (!to.eq_ignore_ascii_case(&r.address)).then(|| format!("rfc822;{}", xtext(&r.address)))
+                    (!to.eq_ignore_ascii_case(&r.address))
+                        .then(|| format!("rfc822;{}", encode_xtext(r.address.as_bytes())))
                 });
                 (to.clone(), orcpt, r.notify.map(notify_set))
             })
