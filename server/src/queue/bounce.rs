@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use postlog_engine::{AppendTarget, PreparedMessage};
-use postlog_protocol::smtp::Ret;
 use postlog_protocol::smtp::command::parse_path;
 use postlog_protocol::smtp::dsn::{self, Action, Dsn, RecipientReport};
+use postlog_protocol::smtp::{Notify, Ret};
 
 use super::{Bounce, Entry, NewMessage, Queue, Status, now_unix};
 use crate::config::Config;
@@ -40,27 +40,26 @@ pub fn maker(config: &Config, directory: Directory) -> Maker {
     Arc::new(move |queue, entry, kind| make(queue, entry, kind, &hostname, &directory, max_original))
 }
 
-/// The recipients a notice reports, by index.
+/// The recipients a notice reports, by index: the protocol crate's NOTIFY rule
+/// (`dsn::notify_requested`), except that without `NOTIFY=` a delay is reported too (the
+/// "delayed" notice `queue.delay_notice` promises; RFC 3461 section 4.1 leaves it to us).
 pub fn reported(entry: &Entry, kind: Kind) -> Vec<usize> {
     if entry.from.is_empty() {
         return Vec::new();
     }
-    entry
-        .recipients
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            let n = r.notify;
-            match (kind, r.status) {
-                (_, _) if n.is_some_and(|n| n.never) => false,
-                (Kind::Final, Status::Failed) => n.is_none_or(|n| n.failure),
-                (Kind::Final, Status::Delivered) => n.is_some_and(|n| n.success),
-                (Kind::Delayed, Status::Pending) => n.is_none_or(|n| n.delay),
-                _ => false,
+    let wanted = |r: &super::Recipient| {
+        let notify =
+            r.notify.map(|n| Notify { never: n.never, success: n.success, failure: n.failure, delay: n.delay });
+        match (kind, r.status) {
+            (Kind::Final, Status::Failed) => dsn::notify_requested(notify.as_ref(), Action::Failed),
+            (Kind::Final, Status::Delivered) => dsn::notify_requested(notify.as_ref(), Action::Delivered),
+            (Kind::Delayed, Status::Pending) => {
+                notify.is_none() || dsn::notify_requested(notify.as_ref(), Action::Delayed)
             }
-        })
-        .map(|(i, _)| i)
-        .collect()
+            _ => false,
+        }
+    };
+    entry.recipients.iter().enumerate().filter(|(_, r)| wanted(r)).map(|(i, _)| i).collect()
 }
 
 fn make(

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
-use super::scheduler::Command;
+use super::scheduler::{Answer, Command};
 use super::{Entry, Queue, QueueHandle, Status, now_unix};
 use crate::control::{Request, Response};
 
@@ -19,20 +17,12 @@ pub enum Access {
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn ask<T: Send + 'static>(handle: &QueueHandle, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
-    let (tx, rx) = oneshot::channel();
+fn ask<T>(handle: &QueueHandle, make: impl FnOnce(Answer<T>) -> Command) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
     if !handle.scheduler.send(make(tx)) {
         return Err("the queue scheduler is not running (the server is stopping)".into());
     }
-    // The control socket's threads are outside the runtime: wait on a plain thread.
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(rx.blocking_recv());
-    });
-    match done_rx.recv_timeout(ANSWER_TIMEOUT) {
-        Ok(Ok(v)) => Ok(v),
-        _ => Err("the queue scheduler did not answer".into()),
-    }
+    rx.recv_timeout(ANSWER_TIMEOUT).map_err(|_| "the queue scheduler did not answer".to_string())
 }
 
 fn error(message: String) -> Response {

@@ -13,7 +13,7 @@
 //! - Every delivery attempt's outcome is a rewrite of the entry. When every recipient has its
 //!   final answer, the entry is deleted (in the same commit as the bounce, if one is due) and
 //!   then its message expunged. A crash between the two leaves a message no entry names;
-//!   [`Queue::open`] expunges such orphans.
+//!   the scheduler expunges such orphans when it starts ([`Queue::expunge_orphans`]).
 //!
 //! So a queued message survives any crash and is delivered at least once; it is delivered
 //! twice only if the server dies between a remote `250` and the commit that records it.
@@ -28,7 +28,7 @@ pub mod control;
 pub mod route;
 pub mod scheduler;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -179,6 +179,18 @@ pub struct QueueHandle {
     pub scheduler: scheduler::SchedulerHandle,
 }
 
+/// A message and where its copies go, as [`Store::append_many`] takes them.
+pub type Item = (Arc<PreparedMessage>, Vec<AppendTarget>);
+
+/// One queueing commit, planned.
+struct Planned {
+    entry: Entry,
+    items: Vec<Item>,
+    side: SideWrites,
+    /// Where the queued message is in `items`.
+    index: usize,
+}
+
 /// A handle on the queue in the store.
 #[derive(Clone)]
 pub struct Queue {
@@ -204,8 +216,7 @@ fn now_micros() -> u64 {
 pub use crate::util::now_unix;
 
 impl Queue {
-    /// The queue in `store`: creates the queue account on first use, and expunges messages no
-    /// entry names (left by a crash between an entry's deletion and its message's expunge).
+    /// The queue in `store`: creates the queue account on first use.
     pub fn open(store: Store, settings: crate::config::Queue) -> Result<Queue, CommitError> {
         let account = match store.account_id(QUEUE_ACCOUNT) {
             Some(a) => a,
@@ -221,9 +232,7 @@ impl Queue {
             .mailbox_by_name(account, "INBOX")
             .map_err(|e| CommitError::NotAllowed(format!("the queue account has no INBOX: {e}")))?
             .id;
-        let queue = Queue { store, account, mailbox, settings };
-        queue.expunge_orphans()?;
-        Ok(queue)
+        Ok(Queue { store, account, mailbox, settings })
     }
 
     pub fn store(&self) -> &Store {
@@ -234,8 +243,10 @@ impl Queue {
         &self.settings
     }
 
-    fn expunge_orphans(&self) -> Result<(), CommitError> {
-        let named: HashSet<u32> = self.entries().iter().map(|e| e.uid).collect();
+    /// Expunges the queue's messages that no entry of `entries` (all of them) names: what a
+    /// crash between an entry's deletion and its message's expunge leaves.
+    pub fn expunge_orphans(&self, entries: &[Entry]) -> Result<(), CommitError> {
+        let named: HashSet<u32> = entries.iter().map(|e| e.uid).collect();
         let orphans: Vec<u32> = self
             .store
             .messages(self.account, self.mailbox)
@@ -309,39 +320,23 @@ impl Queue {
 
     /// Queues `new` and stores `local` (other messages, or the same one, for local
     /// recipients) in one commit. Returns the committed entry.
-    pub async fn enqueue(
-        &self,
-        new: NewMessage,
-        local: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
-        now: i64,
-    ) -> Result<Entry, CommitError> {
-        let entry = self.new_entry(&new, now);
-        let (items, side, index) = self.plan(entry.clone(), new.message, local, now);
-        let done = self.store.append_many_with_async(items, side).await?;
-        Ok(Entry { uid: done[index][0].uid, ..entry })
+    pub async fn enqueue(&self, new: NewMessage, local: Vec<Item>, now: i64) -> Result<Entry, CommitError> {
+        let p = self.plan(new, local, now, None);
+        let done = self.store.append_many_with_async(p.items, p.side).await?;
+        Ok(Entry { uid: done[p.index][0].uid, ..p.entry })
     }
 
-    /// [`enqueue`](Self::enqueue) for threads outside the runtime (the control socket, tools).
-    pub fn enqueue_blocking(
-        &self,
-        new: NewMessage,
-        local: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
-        now: i64,
-    ) -> Result<Entry, CommitError> {
-        let entry = self.new_entry(&new, now);
-        let (items, side, index) = self.plan(entry.clone(), new.message, local, now);
-        let done = self.store.append_many_with(items, side)?;
-        Ok(Entry { uid: done[index][0].uid, ..entry })
+    /// [`enqueue`](Self::enqueue) for threads outside the runtime (the scheduler's notices).
+    pub fn enqueue_blocking(&self, new: NewMessage, local: Vec<Item>, now: i64) -> Result<Entry, CommitError> {
+        let p = self.plan(new, local, now, None);
+        let done = self.store.append_many_with(p.items, p.side)?;
+        Ok(Entry { uid: done[p.index][0].uid, ..p.entry })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn plan(
-        &self,
-        entry: Entry,
-        message: Arc<PreparedMessage>,
-        mut items: Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>,
-        now: i64,
-    ) -> (Vec<(Arc<PreparedMessage>, Vec<AppendTarget>)>, SideWrites, usize) {
+    /// The commit that queues `new` (its message in the queue's INBOX, its entry written once
+    /// the UID is known) with the `local` copies, deleting the entry `delete` in it too.
+    fn plan(&self, new: NewMessage, mut items: Vec<Item>, now: i64, delete: Option<String>) -> Planned {
+        let entry = self.new_entry(&new, now);
         let target = AppendTarget {
             account: self.account,
             mailbox: self.mailbox,
@@ -350,16 +345,22 @@ impl Queue {
             internal_date: now,
         };
         let index = items.len();
-        items.push((message, vec![target]));
+        items.push((new.message, vec![target]));
+        let written = entry.clone();
+        let mut keys = vec![entry.key()];
+        keys.extend(delete.clone());
         let side = SideWrites {
-            keys: vec![entry.key()],
+            keys,
             values: Box::new(move |done| {
-                let mut e = entry.clone();
-                e.uid = done[index][0].uid;
-                vec![Some(serde_json::to_vec(&e).expect("queue entries serialize"))]
+                let e = Entry { uid: done[index][0].uid, ..written.clone() };
+                let mut values = vec![Some(serde_json::to_vec(&e).expect("queue entries serialize"))];
+                if delete.is_some() {
+                    values.push(None);
+                }
+                values
             }),
         };
-        (items, side, index)
+        Planned { entry, items, side, index }
     }
 
     /// Writes the entry's new state.
@@ -383,22 +384,13 @@ impl Queue {
                 None
             }
             Some(Bounce::Remote(new)) => {
-                let now = now_unix();
-                let bounce_entry = self.new_entry(&new, now);
-                let (items, mut side, index) = self.plan(bounce_entry.clone(), new.message, Vec::new(), now);
-                side.keys.push(entry.key());
-                let inner = side.values;
-                side.values = Box::new(move |done| {
-                    let mut v = inner(done);
-                    v.push(None);
-                    v
-                });
-                let done = self.store.append_many_with(items, side)?;
-                Some(Entry { uid: done[index][0].uid, ..bounce_entry })
+                let p = self.plan(new, Vec::new(), now_unix(), Some(entry.key()));
+                let done = self.store.append_many_with(p.items, p.side)?;
+                Some(Entry { uid: done[p.index][0].uid, ..p.entry })
             }
         };
         if let Err(e) = self.store.expunge(self.account, self.mailbox, Some(&[entry.uid])) {
-            // The entry is gone; the next start expunges the orphan.
+            // The entry is gone; the scheduler's next start expunges the orphan.
             tracing::warn!(id = %entry.id, error = %e, "queue: expunging a finished message failed");
         }
         Ok(queued)
@@ -407,17 +399,6 @@ impl Queue {
     /// The queued message's bytes.
     pub fn read(&self, entry: &Entry) -> Result<Vec<u8>, postlog_engine::ReadError> {
         self.store.read_message(self.account, self.mailbox, entry.uid)
-    }
-
-    /// Entries grouped by recipient domain, for `postlog queue list`.
-    pub fn by_domain(entries: &[Entry]) -> BTreeMap<String, usize> {
-        let mut out = BTreeMap::new();
-        for e in entries {
-            for r in e.pending() {
-                *out.entry(domain_of(&r.address)).or_insert(0) += 1;
-            }
-        }
-        out
     }
 }
 
@@ -504,8 +485,11 @@ mod tests {
         // An orphan (as after a crash between an entry's deletion and the expunge).
         store.kv_write(vec![(entry.key(), None)], vec![]).unwrap();
         drop(queue);
+        // What the scheduler does at start.
         let queue = Queue::open(store.clone(), settings()).unwrap();
-        assert!(queue.entries().is_empty());
+        let entries = queue.entries();
+        queue.expunge_orphans(&entries).unwrap();
+        assert!(entries.is_empty());
         assert!(store.messages(queue.account, queue.mailbox).unwrap().is_empty());
     }
 }

@@ -19,20 +19,24 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::route::{HopKey, Router};
 use super::{Entry, Queue, Status, domain_of, now_unix};
+
+/// Where the scheduler answers a command: the control socket's threads wait on it with a
+/// time-out (they are outside the runtime).
+pub type Answer<T> = std::sync::mpsc::Sender<T>;
 
 /// What the scheduler is asked to do.
 pub enum Command {
     /// A new entry was committed: schedule it.
     Enqueued(Entry),
-    List(oneshot::Sender<Vec<Entry>>),
+    List(Answer<Vec<Entry>>),
     /// Attempt now: one entry, or all (`flush`). Answers how many were rescheduled.
-    Retry(Option<String>, oneshot::Sender<usize>),
+    Retry(Option<String>, Answer<usize>),
     /// Drop an entry without a bounce. Answers whether it existed.
-    Delete(String, oneshot::Sender<Result<bool, String>>),
+    Delete(String, Answer<Result<bool, String>>),
 }
 
 /// A handle to send the scheduler commands.
@@ -171,7 +175,11 @@ impl Scheduler {
             reports,
             bounce,
         };
-        for e in s.queue.entries() {
+        let entries = s.queue.entries();
+        if let Err(e) = s.queue.expunge_orphans(&entries) {
+            tracing::error!(error = %e, "queue: expunging messages left without an entry failed; tried again at the next start");
+        }
+        for e in entries {
             s.insert(e);
         }
         (s, SchedulerHandle { tx })
