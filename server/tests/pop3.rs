@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -22,21 +21,7 @@ fn setup(dir: &Path) {
 }
 
 fn python(server: &Server, scenario: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pop3_clients.py");
-    let ports: HashMap<&str, u16> = server.ports.iter().map(|(k, v)| (*k, *v)).collect();
-    let out = Command::new("python3")
-        .args([script, scenario, "127.0.0.1", &serde_json::to_string(&ports).unwrap()])
-        .output()
-        .expect("python3 runs (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "scenario {scenario} failed:\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let stdout = text(&out.stdout);
-    assert!(stdout.contains(&format!("{scenario} ok")), "{stdout}");
-    stdout
+    common::python_scenario("pop3_clients.py", server, scenario)
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -23,25 +22,9 @@ fn setup(dir: &Path) {
     run(&["alias", "add", "postmaster@example.test", "alice@example.test"], None);
 }
 
-fn ports_json(server: &Server) -> String {
-    let ports: HashMap<&str, u16> = server.ports.iter().map(|(k, v)| (*k, *v)).collect();
-    serde_json::to_string(&ports).unwrap()
-}
-
 /// Runs one scenario of `clients/smtp_clients.py`.
 fn python(server: &Server, scenario: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/smtp_clients.py");
-    let out = Command::new("python3")
-        .args([script, scenario, "127.0.0.1", &ports_json(server)])
-        .output()
-        .expect("python3 runs (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "scenario {scenario} failed:\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).contains(&format!("{scenario} ok")), "{}", text(&out.stdout));
+    common::python_scenario("smtp_clients.py", server, scenario);
 }
 
 /// Every message of `user`'s INBOX, oldest first.

@@ -222,3 +222,23 @@ pub fn run_ok(data: &Path, args: &[&str], stdin: Option<&str>) {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "postlog {args:?}: {}", text(&out.stderr));
 }
+
+/// Runs `scenario` of the Python client script `tests/clients/<script>` against `server`'s
+/// ports, checks that it succeeds and says `<scenario> ok`; returns its standard output.
+pub fn python_scenario(script: &str, server: &Server, scenario: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let ports: HashMap<&str, u16> = server.ports.iter().map(|(k, v)| (*k, *v)).collect();
+    let out = Command::new("python3")
+        .args([s(&path), scenario, "127.0.0.1", &serde_json::to_string(&ports).unwrap()])
+        .output()
+        .expect("python3 runs (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "scenario {scenario} failed:\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("{scenario} ok")), "{stdout}");
+    stdout
+}
