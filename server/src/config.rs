@@ -1115,7 +1115,7 @@ impl Config {
 fn parse_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
     let bad = || format!("{s:?} is not a host such as \"mx.example.com\", \"mx.example.com:2525\" or \"127.0.0.1:25\"");
     if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok((a.ip().to_string(), a.port()));
+        return if a.port() == 0 { Err(format!("{s:?} has port 0")) } else { Ok((a.ip().to_string(), a.port())) };
     }
     if s.parse::<std::net::IpAddr>().is_ok() {
         return Ok((s.to_string(), default_port));

@@ -502,6 +502,17 @@ fn config_keys_are_validated() {
         ("[listen]\nsmtp = \"everywhere:25\"\n", "listen.smtp"),
         ("[listen]\npop3 = 110\n", "listen.pop3"),
         ("hostname = \"no spaces allowed\"\n", "hostname"),
+        // The outbound keys name themselves too.
+        ("resolver = \"my dns\"\n", "resolver"),
+        ("[queue]\nmin_backoff = \"5 parsecs\"\n", "queue.min_backoff"),
+        ("[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n", "queue.max_backoff"),
+        ("[queue]\ntls = \"sometimes\"\n", "queue.tls"),
+        (
+            "[relay]\nhost = \"smtp.example.net\"\nusername = \"u\"\npassword = \"p\"\ntls = \"opportunistic\"\n",
+            "relay.tls",
+        ),
+        ("[routes]\n\"remote.test\" = { host = \"127.0.0.1:0\" }\n", "routes.\"remote.test\".host"),
+        ("[routes]\n\"bad domain\" = \"127.0.0.1:25\"\n", "routes.\"bad domain\""),
     ];
     for (i, (toml, key)) in cases.iter().enumerate() {
         let path = tmp.path().join(format!("{i}.toml"));

@@ -587,3 +587,31 @@ fn an_alias_forwarding_to_a_remote_address_queues_a_copy_with_the_original_recip
     let store = Store::open(&data, Options::default()).unwrap();
     assert_eq!(inbox(&store, "bob@example.test").len(), 1, "the local member got it too");
 }
+
+#[test]
+fn dkim_keys_are_listed_shown_replaced_and_deleted_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let data = tmp.path().join("data");
+    let dkim = |args: &[&str]| postlog().arg("dkim").args(args).args(["--data", s(&data)]).output().unwrap();
+    let out = dkim(&["generate", "example.test", "--algorithm", "ed25519", "--selector", "s2026"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let record = text(&out.stdout);
+    assert!(record.contains("s2026._domainkey.example.test. IN TXT ( \"v=DKIM1; k=ed25519; p="), "{record}");
+    assert_eq!(text(&dkim(&["show", "example.test"]).stdout), record, "show prints the same record");
+    assert!(text(&dkim(&["list"]).stdout).contains("example.test selector s2026 (ed25519-sha256)"));
+    // Only local domains, and only known algorithms.
+    let out = dkim(&["generate", "elsewhere.test"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("elsewhere.test is not a local domain"));
+    let out = dkim(&["generate", "example.test", "--algorithm", "dsa"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("is not an algorithm"));
+    // While the server runs, through its control socket; a new key replaces the old.
+    let server = Server::start(tmp.path(), "");
+    let out = dkim(&["generate", "example.test"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&dkim(&["list"]).stdout).contains("example.test selector postlog (rsa-sha256)"));
+    assert!(dkim(&["del", "example.test"]).status.success());
+    let out = dkim(&["show", "example.test"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("example.test has no DKIM key"));
+    server.stop();
+}
