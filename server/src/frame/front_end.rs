@@ -21,7 +21,8 @@ pub type SessionFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// The frame accepts, applies the connection limits, does the TLS handshake on implicit-TLS
 /// listeners, logs connect and disconnect, counts, and calls [`serve`](Self::serve) once per
 /// connection in its own task. The session should:
-/// - read with [`Connection::read_idle`] (or [`with_idle_timeout`](super::with_idle_timeout))
+/// - read with [`Connection::next_input`] or [`Connection::read_idle`] (or
+///   [`with_idle_timeout`](super::with_idle_timeout))
 ///   so idle clients are dropped after the protocol's `[timeouts]` value;
 /// - select on [`Connection::shutdown_signal`] and say goodbye when it fires; sessions still
 ///   running after `timeouts.shutdown_grace` are cut;
