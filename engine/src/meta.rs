@@ -48,7 +48,10 @@
 //!
 //! # Structure rules
 //!
-//! [`parse`] uses mail-parser's `MessageParser` and its part offsets, and degrades, never
+//! [`parse`] splits the message with mail-parser's stream primitives without decoding any
+//! body (`scan.rs`: the same parts and offsets as mail-parser's full `MessageParser::parse`,
+//! which [`parse_with_full_decode`] keeps as the tested reference), parses header fields with
+//! mail-parser, and degrades, never
 //! panics, on malformed input. The tree keeps these invariants, so the protocol layer can
 //! write `BODYSTRUCTURE` from the kind alone:
 //!
@@ -149,6 +152,8 @@
 //!   part of a `Message`, lies within its parent's `body_start..=body_end`; the root part has
 //!   `header_start == 0` and `body_start == header_len`;
 //! * no bytes follow the root part.
+
+mod scan;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -400,13 +405,25 @@ static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
 /// metadata. Never panics: whatever mail-parser cannot make sense of degrades to a
 /// `text/plain` body (see the module documentation).
 pub fn parse(raw: &[u8]) -> MessageMeta {
+    parse_by(raw, |raw| scan::scan(&PARSER, raw))
+}
+
+/// [`parse`] built from mail-parser's full parse, which also decodes every body, instead of
+/// the structure scan (`scan.rs`). Kept as the reference the scan is tested against (engine
+/// tests over the corpus, and a fuzz target); the store does not use it.
+#[doc(hidden)]
+pub fn parse_with_full_decode(raw: &[u8]) -> MessageMeta {
+    parse_by(raw, |raw| PARSER.parse(raw))
+}
+
+fn parse_by<'x>(raw: &'x [u8], split: impl FnOnce(&'x [u8]) -> Option<Message<'x>>) -> MessageMeta {
     if u32::try_from(raw.len()).is_err() {
         return fallback(raw);
     }
     // mail-parser is written not to panic, but it carries `debug_assert!`s on paths that
     // malformed input can reach; a panic there must not take an append down with it.
     catch_unwind(AssertUnwindSafe(|| {
-        let message = PARSER.parse(raw)?;
+        let message = split(raw)?;
         let meta = build(raw, &message);
         drop_message(message);
         meta
@@ -1803,6 +1820,32 @@ mod tests {
             let PartKind::Message { envelope, .. } = &child.kind else { panic!("{child:?}") };
             assert_eq!(envelope.subject, s(subject));
         }
+    }
+
+    #[test]
+    fn message_in_a_message_in_a_multipart_ends_at_the_delimiter() {
+        // A message/rfc822 part whose message is itself only a message/rfc822: both
+        // encapsulated messages end at the multipart's next delimiter, and the part after
+        // it is the multipart's second part (mail-parser's full parse closes only the inner
+        // message there and loses the outer one).
+        let raw = b"Subject: top\nContent-Type: multipart/mixed; boundary=b\n\n\
+            --b\nContent-Type: message/rfc822\n\n\
+            Subject: middle\nContent-Type: message/rfc822\n\n\
+            Subject: inner\n\ninner body\n\
+            --b\nContent-Type: text/plain\n\nafter\n\
+            --b--\n";
+        let meta = parse_well_formed(raw);
+        assert_eq!(meta.envelope.subject, s("top"));
+        let PartKind::Multipart(children) = &meta.body.kind else { panic!("{:?}", meta.body) };
+        assert_eq!(children.len(), 2, "{children:?}");
+        let PartKind::Message { envelope, body } = &children[0].kind else { panic!("{:?}", children[0]) };
+        assert_eq!(envelope.subject, s("middle"));
+        let PartKind::Message { envelope: inner, body: inner_body } = &body.kind else { panic!("{body:?}") };
+        assert_eq!(inner.subject, s("inner"));
+        let text = &raw[inner_body.body_start as usize..inner_body.body_end as usize];
+        assert_eq!(text, b"inner body");
+        assert_eq!(children[0].body_end, inner_body.body_end);
+        assert_eq!(&raw[children[1].body_start as usize..children[1].body_end as usize], b"after");
     }
 
     #[test]

@@ -254,3 +254,35 @@ fn mutated_encodings_never_panic() {
     // Flips inside strings decode fine; the test must not only see errors or only success.
     assert!(accepted > 0 && accepted < 8_000, "{accepted}");
 }
+
+/// The store's structure scan (no body decoded) gives exactly the metadata mail-parser's
+/// full parse gives, for every corpus message, as stored (LF) and with CRLF line ends, and for
+/// messages cut short at many points (unterminated multiparts and encapsulated messages).
+#[test]
+fn structure_scan_agrees_with_the_full_parse() {
+    let mut compared = 0;
+    for (path, raw) in corpus() {
+        let mut crlf = Vec::with_capacity(raw.len() * 11 / 10);
+        for &b in &raw {
+            if b == b'\n' && crlf.last() != Some(&b'\r') {
+                crlf.push(b'\r');
+            }
+            crlf.push(b);
+        }
+        for message in [&raw, &crlf] {
+            let cuts = (1..8).map(|k| message.len() * k / 8);
+            for cut in cuts.chain([message.len()]) {
+                let m = &message[..cut];
+                assert_eq!(
+                    postlog_engine::meta::parse(m),
+                    postlog_engine::meta::parse_with_full_decode(m),
+                    "{} cut at {cut} of {}",
+                    path.display(),
+                    message.len()
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 300 * 2 * 8);
+}

@@ -5,6 +5,9 @@
 //! - `meta::parse` of the input as a message never panics, keeps the offset invariants the
 //!   module documents (root spans the message; every part's offsets ordered and inside its
 //!   parent's body), and its encoding decodes back to an equal value (the round-trip oracle).
+//! - `meta::parse` (the structure scan, no body decoded) gives the same metadata as
+//!   `meta::parse_with_full_decode` (mail-parser's full parse), wherever the full parse ran
+//!   without tripping one of mail-parser's own `debug_assert!`s: a differential oracle.
 //!
 //! mail-parser has `debug_assert!`s that malformed input reaches (fuzz builds enable debug
 //! assertions); `meta::parse` catches such panics by design and degrades to a `text/plain`
@@ -12,6 +15,8 @@
 //! let through to that `catch_unwind`; any other panic still aborts.
 
 #![no_main]
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use postlog_engine::meta::{self, BodyPart, MessageMeta, PartKind};
@@ -38,12 +43,16 @@ fn check_part(p: &BodyPart, start: u32, end: u32, depth: usize) {
     }
 }
 
+/// Set when mail-parser panicked (a `debug_assert!`, fuzz builds only) since last cleared.
+static MAIL_PARSER_PANICKED: AtomicBool = AtomicBool::new(false);
+
 /// Lets panics from mail-parser unwind to `meta::parse`'s `catch_unwind`; everything else
 /// goes to libFuzzer's hook, which aborts.
 fn let_mail_parser_panics_unwind() {
     let abort_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if info.location().is_some_and(|l| l.file().contains("/mail-parser-")) {
+            MAIL_PARSER_PANICKED.store(true, Ordering::Relaxed);
             return;
         }
         abort_hook(info);
@@ -67,6 +76,14 @@ fuzz_target!(init: let_mail_parser_panics_unwind(), |data: &[u8]| {
     match MessageMeta::decode(&encoded) {
         Ok(back) => assert_eq!(back, m, "parse -> encode -> decode is not the identity"),
         Err(e) => panic!("the encoding of a parsed message does not decode: {e}"),
+    }
+    // The reference is only meaningful where mail-parser's full parse ran to its end: on
+    // input that trips one of its `debug_assert!`s it degrades to the fallback (and in a
+    // release build it would have gone on with a state it asserts cannot happen).
+    MAIL_PARSER_PANICKED.store(false, Ordering::Relaxed);
+    let reference = meta::parse_with_full_decode(data);
+    if !MAIL_PARSER_PANICKED.load(Ordering::Relaxed) {
+        assert_eq!(m, reference, "the structure scan and the full parse differ");
     }
     // Section lookups and cached fields answer without panicking.
     for path in [&[1u32][..], &[1, 1], &[2], &[1, 2, 1], &[0]] {

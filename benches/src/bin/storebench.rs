@@ -9,6 +9,9 @@
 //! it the report goes to stderr and stdout gets one JSON line of all figures.
 //! See docs/benchmarks.md for what each figure means and the targets.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::fmt::Display;
 use std::fs::{File, OpenOptions};
@@ -767,6 +770,10 @@ fn cpu_costs(corpus: &[Vec<u8>], out: &Out) -> Value {
         black_box(sha2::Sha256::digest(m));
     });
     let parse = per_message_us(corpus, 400, |m| drop(black_box(postlog_engine::meta::parse(m).encode())));
+    // The same from mail-parser's full parse (every body decoded), which the structure scan
+    // replaced: what the scan saves.
+    let parse_full =
+        per_message_us(corpus, 400, |m| drop(black_box(postlog_engine::meta::parse_with_full_decode(m).encode())));
     let compressible = |m: &[u8]| m.len() >= options.compress_min_bytes;
     // As the engine does it: a new zstd context per message.
     let zstd_new = per_message_us(corpus, 300, |m| {
@@ -791,6 +798,20 @@ fn cpu_costs(corpus: &[Vec<u8>], out: &Out) -> Value {
         corpus.iter().map(|m| c.compress(m).map_or(m.len(), |z| z.len().min(m.len()))).sum()
     };
     let (size3, size1) = (size(options.zstd_level), size(1));
+    // The speed/size trade of other levels, negative ("fast") levels included.
+    let raw_total: usize = corpus.iter().map(Vec::len).sum();
+    let mut sweep = Vec::new();
+    for level in [3, 1, -1, -3, -5, -10] {
+        let mut c = zstd::bulk::Compressor::new(level).expect("zstd context");
+        let us = per_message_us(corpus, 200, |m| {
+            if compressible(m) {
+                drop(black_box(c.compress(m)));
+            }
+        });
+        let ratio = size(level) as f64 / raw_total as f64;
+        out.say(format!("  zstd level {level:>3}: {us:5.1} µs per message, size {ratio:.3} of raw"));
+        sweep.push(json!({"level": level, "us": round(us, 2), "size_ratio": round(ratio, 4)}));
+    }
     let encoded: Vec<Vec<u8>> = corpus.iter().map(|m| postlog_engine::meta::parse(m).encode()).collect();
     let decode = per_message_us(&encoded, 300, |e| {
         drop(black_box(postlog_engine::meta::MessageMeta::decode(e)));
@@ -802,6 +823,7 @@ fn cpu_costs(corpus: &[Vec<u8>], out: &Out) -> Value {
         "PreparedMessage::new: {prepare:.1} µs = sha256 {sha:.1} + meta parse+encode {parse:.1} + zstd level {} {zstd_new:.1} (new context per call, as now)",
         options.zstd_level
     ));
+    out.say(format!("  meta parse+encode from mail-parser's full parse (bodies decoded): {parse_full:.1} µs"));
     out.say(format!(
         "  zstd level {} with a reused context: {zstd_reused:.1} µs; level 1 reused: {zstd_1:.1} µs (sizes: {:.3} vs {:.3} of raw)",
         options.zstd_level,
@@ -820,11 +842,13 @@ fn cpu_costs(corpus: &[Vec<u8>], out: &Out) -> Value {
         "prepare_us": round(prepare, 2),
         "sha256_us": round(sha, 2),
         "meta_parse_encode_us": round(parse, 2),
+        "meta_parse_full_decode_us": round(parse_full, 2),
         "zstd_new_context_us": round(zstd_new, 2),
         "zstd_reused_context_us": round(zstd_reused, 2),
         "zstd_level1_us": round(zstd_1, 2),
         "zstd_size_ratio": round(size3 as f64 / raw as f64, 4),
         "zstd_level1_size_ratio": round(size1 as f64 / raw as f64, 4),
+        "zstd_levels": sweep,
         "meta_decode_us": round(decode, 3),
         "prepare_cap_per_core": round(1e6 / prepare, 0),
         "core_share_got": round(got, 2),
