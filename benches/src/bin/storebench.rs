@@ -9,6 +9,8 @@
 //! it the report goes to stderr and stdout gets one JSON line of all figures.
 //! See docs/benchmarks.md for what each figure means and the targets.
 
+/// The allocator the `postlog` binary runs with (server/src/main.rs), so the store is measured
+/// as it runs there.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
