@@ -43,6 +43,16 @@ fn check_part(p: &BodyPart, start: u32, end: u32, depth: usize) {
     }
 }
 
+/// Whether some `message/rfc822` part of the tree holds a message whose root part is one
+/// too.
+fn has_message_in_message(p: &BodyPart) -> bool {
+    match &p.kind {
+        PartKind::Single => false,
+        PartKind::Multipart(children) => children.iter().any(has_message_in_message),
+        PartKind::Message { body, .. } => matches!(body.kind, PartKind::Message { .. }) || has_message_in_message(body),
+    }
+}
+
 /// Set when mail-parser panicked (a `debug_assert!`, fuzz builds only) since last cleared.
 static MAIL_PARSER_PANICKED: AtomicBool = AtomicBool::new(false);
 
@@ -82,7 +92,10 @@ fuzz_target!(init: let_mail_parser_panics_unwind(), |data: &[u8]| {
     // release build it would have gone on with a state it asserts cannot happen).
     MAIL_PARSER_PANICKED.store(false, Ordering::Relaxed);
     let reference = meta::parse_with_full_decode(data);
-    if !MAIL_PARSER_PANICKED.load(Ordering::Relaxed) {
+    // Where they differ by design: an encapsulated message whose root part is itself an
+    // encapsulated message, inside a multipart. The scan ends both at the multipart's next
+    // delimiter; mail-parser ends only the inner one there and reads on inside the outer.
+    if !MAIL_PARSER_PANICKED.load(Ordering::Relaxed) && !has_message_in_message(&m.body) {
         assert_eq!(m, reference, "the structure scan and the full parse differ");
     }
     // Section lookups and cached fields answer without panicking.
