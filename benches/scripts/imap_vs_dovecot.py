@@ -15,6 +15,7 @@ loopback, configuration restored at the end). Run it on a quiet machine:
 
     sudo benches/scripts/imap_vs_dovecot.py --messages 30000
     sudo benches/scripts/imap_vs_dovecot.py --messages 100000 --json results.json
+    sudo benches/scripts/imap_vs_dovecot.py --messages 100000 --clients 8   # + 8 concurrent clients (imapload)
 """
 import argparse
 import json
@@ -86,6 +87,10 @@ def maildir_of_corpus(path, n):
             dst.write(data)
 
 
+IMAPLOAD = os.path.join(ROOT, "target", "release", "imapload")
+CLIENTS = 0  # --clients
+
+
 def measure(name, port, user, password, pids_of):
     c = Client(port, user, password)
     c.cmd(b"ENABLE QRESYNC")
@@ -135,8 +140,27 @@ def measure(name, port, user, password, pids_of):
     for e in extra:
         e.cmd(b"LOGOUT")
     c.cmd(b"LOGOUT")
-    print(f"{name:8} " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()),
-          flush=True)
+    if CLIENTS:
+        # Concurrent clients on the same mailbox: imapload's sync, download and search, all
+        # clients starting each workload together; the server's CPU and peak PSS watched.
+        cmd = [IMAPLOAD, "--server", f"127.0.0.1:{port}", "-c", str(CLIENTS), "--user", user, "--password",
+               password, "--workload", "sync,download,search", "--batch", "1000", "--json", "-q"]
+        for pid in pids_of():
+            cmd += ["--server-pid", pid]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        load = json.loads(out.strip().splitlines()[-1])
+        r["concurrent"] = load
+        for name_, w in load.get("workloads", {}).items():
+            r[f"concurrent_{name_}_s"] = w["elapsed_s"]
+            r[f"concurrent_{name_}_p99_ms"] = w["latency_ms"].get("p99")
+            if name_ == "download":
+                r["concurrent_download_mb_per_s"] = w["mb_per_s"]
+        r["concurrent_errors"] = sum(load.get("errors", {}).values())
+        if load.get("server"):
+            r["concurrent_server_cpu_s"] = load["server"]["cpu_workloads_s"]
+            r["concurrent_pss_peak_mib"] = load["server"]["pss_peak_mib"]
+    print(f"{name:8} " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
+                                   if k != "concurrent"), flush=True)
     return r
 
 
@@ -171,11 +195,15 @@ def main():
     ap.add_argument("--messages", type=int, default=30000)
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--only", choices=["postlog", "dovecot"])
+    ap.add_argument("--clients", type=int, default=0,
+                    help="also run imapload with this many concurrent clients (sync, download, search)")
     args = ap.parse_args()
+    global CLIENTS
+    CLIENTS = args.clients
     if os.geteuid() != 0:
         raise SystemExit("run as root: it starts the system's Dovecot")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "postlog-server", "--bin", "postlog"], cwd=ROOT,
-                   check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "postlog-server", "--bin", "postlog", "-p",
+                    "postlog-benches", "--bin", "imapload"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="imap-bench-", dir="/var/tmp")
     os.chmod(work, 0o755)
     results = {"machine": f"{os.cpu_count()} cores", "messages": args.messages}
@@ -221,8 +249,13 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     if "postlog" in results and "dovecot" in results:
         ratios = {}
-        for k in ("first_sync_s", "header_fetch_s", "search_text_s", "store_10k_s", "qresync_s"):
-            ratios[k] = results["dovecot"][k] / max(results["postlog"][k], 1e-6)
+        for k in ("first_sync_s", "header_fetch_s", "search_text_s", "store_10k_s", "qresync_s", "concurrent_sync_s",
+                  "concurrent_search_s", "concurrent_server_cpu_s"):
+            if k in results["postlog"] and k in results["dovecot"]:
+                ratios[k] = results["dovecot"][k] / max(results["postlog"][k], 1e-6)
+        if "concurrent_download_mb_per_s" in results["postlog"]:
+            ratios["concurrent_download_mb_per_s"] = (results["postlog"]["concurrent_download_mb_per_s"]
+                                                      / results["dovecot"]["concurrent_download_mb_per_s"])
         ratios["download_mb_per_s"] = results["postlog"]["download_mb_per_s"] / results["dovecot"]["download_mb_per_s"]
         ratios["memory_per_session_kib"] = (results["dovecot"]["memory_per_session_kib"]
                                             / max(results["postlog"]["memory_per_session_kib"], 1e-6))
