@@ -125,7 +125,7 @@ impl ContentDecoder {
                 }
                 State::LineStart | State::LooseLineStart => self.state = State::Mid,
                 State::Mid => {
-                    let run = input[i..].iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(input.len() - i);
+                    let run = memchr::memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
                     self.emit(out, &input[i..i + run]);
                     i += run;
                     if i < input.len() {
