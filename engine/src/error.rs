@@ -20,6 +20,12 @@ pub enum OpenError {
         offset: u64,
         reason: String,
     },
+    /// A segment was written in another version of the store format (its header is intact).
+    /// Nothing has been changed on disk.
+    UnsupportedFormat {
+        segment: u64,
+        version: u32,
+    },
 }
 
 impl std::fmt::Display for OpenError {
@@ -32,6 +38,12 @@ impl std::fmt::Display for OpenError {
             OpenError::Corrupt { segment, offset, reason } => write!(
                 f,
                 "the log is corrupt in segment {segment} at offset {offset}: {reason}; run `postlog check` and `postlog repair`"
+            ),
+            OpenError::UnsupportedFormat { segment, version } => write!(
+                f,
+                "segment {segment} is in store format version {version}, and this Postlog reads version {} only; \
+                 export the mail with the Postlog that wrote it (`postlog export`) and import it here",
+                crate::format::FORMAT_VERSION
             ),
         }
     }

@@ -8,8 +8,10 @@
 //! record:        [frame header 32 B][payload (len B)][zero pad to 8]
 //! ```
 
-/// Version of the on-disk format. Bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format. Bumped on any incompatible change. Version 2: message
+/// appends carry their thread id and thread links; snapshots and checkpoints hold the thread
+/// tables (see `docs/store-format.md`).
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"PLOGSEG\0";
 pub const SEGMENT_HEADER_LEN: usize = 64;

@@ -13,6 +13,8 @@
 //! - `recovery.rs`: snapshot + replay, torn-tail cut, typed corruption errors.
 //! - `compaction.rs`: online reclamation of expunged messages' space.
 //! - `meta.rs`: metadata parsed once at append (envelope, body structure, cached headers).
+//! - `thread.rs`: which thread a message joins (message-id hashes linked per account), decided
+//!   once when the append is planned and written in its record.
 //!
 //! Deliberately not here: quotas policy (the store reports usage; callers decide), message
 //! parsing beyond what is cached, network IO, authentication.
@@ -31,6 +33,7 @@ pub mod salvage;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod thread;
 
 pub use codec::Truncated;
 pub use error::{CommitError, OpenError, ReadError};
@@ -40,3 +43,4 @@ pub use store::{
     AppendTarget, Appended, Changes, CopyOutcome, MailboxInfo, Options, PreparedMessage, SideWrites, Store,
     StoreOutcome, Usage,
 };
+pub use thread::ThreadId;

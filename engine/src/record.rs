@@ -159,6 +159,11 @@ pub enum Record {
         keywords: Vec<String>,
         internal_date: i64,
         save_date: i64,
+        /// The message's thread in the account (see `crate::thread`): decided when the append
+        /// is planned, never recomputed.
+        thread: u32,
+        /// Thread keys (message-id hashes) this append links to `thread`.
+        links: Vec<u64>,
     },
     Flags {
         account: u32,
@@ -322,6 +327,8 @@ impl Record {
                 keywords,
                 internal_date,
                 save_date,
+                thread,
+                links,
             } => {
                 out.put_u32(*account);
                 out.put_u32(*mailbox);
@@ -333,6 +340,11 @@ impl Record {
                 put_strings(out, keywords);
                 out.put_i64(*internal_date);
                 out.put_i64(*save_date);
+                out.put_u32(*thread);
+                out.put_u32(links.len() as u32);
+                for k in links {
+                    out.put_u64(*k);
+                }
             }
             Record::Flags { account, mailbox, modseq, op, flags, keywords, uids } => {
                 out.put_u32(*account);
@@ -438,6 +450,11 @@ impl Record {
                 keywords: take_strings(&mut t)?,
                 internal_date: t.i64("internal date")?,
                 save_date: t.i64("save date")?,
+                thread: t.u32("thread")?,
+                links: {
+                    let n = t.count(8, "thread link count")?;
+                    (0..n).map(|_| t.u64("thread link")).collect::<Result<_, _>>()?
+                },
             },
             kind::FLAGS => Record::Flags {
                 account: t.u32("account")?,
@@ -565,6 +582,8 @@ mod tests {
                 keywords: vec!["$Forwarded".into()],
                 internal_date: -7,
                 save_date: 8,
+                thread: 9,
+                links: vec![0x0123_4567_89ab_cdef, 42],
             },
             Record::Flags {
                 account: 1,

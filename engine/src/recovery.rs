@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, BackendFile};
 use crate::error::OpenError;
-use crate::format::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::format::{FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader, SegmentHeaderError};
 use crate::log::{ScanEnd, Segments, find_later_commit, parse_segment_file_name, scan};
 use crate::record::{BLOB_PREFIX_LEN, META_PREFIX_LEN, Record, kind};
 use crate::snapshot::{self, Position, SNAPSHOT_FILE};
@@ -173,10 +173,11 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             offset: 0,
             reason: "segment file is shorter than its header".into(),
         })?;
-        let header = SegmentHeader::decode(&hv).map_err(|e| OpenError::Corrupt {
-            segment: id,
-            offset: 0,
-            reason: format!("bad segment header: {e:?}"),
+        let header = SegmentHeader::decode(&hv).map_err(|e| match e {
+            SegmentHeaderError::UnsupportedVersion(version) if version != FORMAT_VERSION => {
+                OpenError::UnsupportedFormat { segment: id, version }
+            }
+            e => OpenError::Corrupt { segment: id, offset: 0, reason: format!("bad segment header: {e:?}") },
         })?;
         if header.segment_id != id {
             return Err(OpenError::Corrupt {

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, BackendFile};
 use crate::format::{
-    Codec, FrameHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, crc32c, encode_frame,
-    frame_len,
+    Codec, FORMAT_VERSION, FrameHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
+    SegmentHeaderError, crc32c, encode_frame, frame_len,
 };
 use crate::log::{Segments, Writer, parse_segment_file_name, segment_file_name};
 use crate::record::{BLOB_PREFIX_LEN, META_PREFIX_LEN, Record, kind};
@@ -84,6 +84,15 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
         let len = file.len().unwrap_or(0);
         match file.view(0, SEGMENT_HEADER_LEN).ok().map(|h| SegmentHeader::decode(&h)) {
             Some(Ok(h)) if h.segment_id == id => {}
+            // An intact header of another format version: its records mean something else.
+            Some(Err(SegmentHeaderError::UnsupportedVersion(v))) if v != FORMAT_VERSION => {
+                problems.push(Problem {
+                    segment: id,
+                    offset: 0,
+                    what: format!("segment is in store format version {v}, not {FORMAT_VERSION}; not read"),
+                });
+                continue;
+            }
             other => problems.push(Problem {
                 segment: id,
                 offset: 0,
@@ -211,7 +220,6 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
     let mut lost = Vec::new();
     for acc in state.accounts.values_mut() {
         for mb in acc.mailboxes.values_mut() {
-            let before = mb.messages.len();
             let known = &state.blobs;
             mb.messages.retain(|m| {
                 let keep = known.contains_key(&m.blob) && !bad_blobs.contains(&m.blob);
@@ -220,14 +228,10 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
                 }
                 keep
             });
-            if mb.messages.len() != before {
-                mb.bytes = mb.messages.iter().map(|m| m.size).sum();
-                mb.unseen = mb.messages.iter().filter(|m| m.flags & crate::state::flag::SEEN == 0).count() as u32;
-            }
         }
-        acc.bytes = acc.mailboxes.values().map(|m| m.bytes).sum();
-        acc.messages = acc.mailboxes.values().map(|m| m.messages.len() as u64).sum();
     }
+    // Usage and live threads of what is left.
+    state.recount_usage();
     for (a, m, uid) in &lost {
         problems.push(Problem {
             segment: 0,

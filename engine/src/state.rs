@@ -3,10 +3,15 @@
 //! It is derived from the log alone: [`State::apply`] folds one committed record into it, both
 //! when a commit becomes durable and when recovery replays the log. Snapshots (see
 //! `snapshot.rs`) are this structure archived with rkyv.
+//!
+//! Per account it also holds the thread table ([`crate::thread::Threads`]): links from
+//! message-id hashes to thread ids, and live messages per thread; every message entry carries
+//! the thread id its MESSAGE_APPEND record gave it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::record::{FlagOp, Record, ranges_iter, to_ranges};
+use crate::thread::{ThreadId, Threads};
 
 pub type AccountId = u32;
 pub type MailboxId = u32;
@@ -94,6 +99,8 @@ pub struct MessageEntry {
     pub save_date: i64,
     pub size: u64,
     pub blob: BlobId,
+    /// The message's thread in its account (RFC 8474 THREADID), given at append, kept by copies.
+    pub thread: ThreadId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -210,6 +217,7 @@ pub struct Account {
     pub next_mailbox: MailboxId,
     pub bytes: u64,
     pub messages: u64,
+    pub threads: Threads,
 }
 
 impl Account {
@@ -336,6 +344,7 @@ impl State {
                         next_mailbox: 1,
                         bytes: 0,
                         messages: 0,
+                        threads: Threads::default(),
                     },
                 );
                 self.account_names.insert(name.clone(), *account);
@@ -416,6 +425,9 @@ impl State {
                 acc.bytes -= mb.bytes;
                 acc.messages -= mb.messages.len() as u64;
                 for m in &mb.messages {
+                    acc.threads.release(m.thread);
+                }
+                for m in &mb.messages {
                     self.unref(m.blob)?;
                 }
             }
@@ -478,6 +490,8 @@ impl State {
                 keywords,
                 internal_date,
                 save_date,
+                thread,
+                links,
             } => {
                 let size = *size;
                 let acc = self.account_mut(*account)?;
@@ -486,6 +500,10 @@ impl State {
                 };
                 if *uid < mb.uidnext || *uid == 0 || *uid == Uid::MAX {
                     return bad(format!("append of UID {uid} below UIDNEXT {} in mailbox {mailbox}", mb.uidnext));
+                }
+                // Thread ids at the top of their range would make the account's counter wrap.
+                if *thread == 0 || *thread == ThreadId::MAX {
+                    return bad(format!("append of UID {uid} in mailbox {mailbox} with thread id {thread}"));
                 }
                 let Some(kw) = mb.keyword_bits_adding(keywords) else {
                     return bad(format!("too many keywords in mailbox {mailbox}"));
@@ -499,6 +517,7 @@ impl State {
                     save_date: *save_date,
                     size,
                     blob: *blob,
+                    thread: *thread,
                 });
                 mb.uidnext = uid + 1;
                 mb.highest_modseq = mb.highest_modseq.max(*modseq);
@@ -509,6 +528,7 @@ impl State {
                 acc.modseq = acc.modseq.max(*modseq);
                 acc.bytes += size;
                 acc.messages += 1;
+                acc.threads.join(*thread, links);
                 self.add_ref(*blob)?;
             }
             Record::Flags { account, mailbox, modseq, op, flags, keywords, uids } => {
@@ -593,6 +613,9 @@ impl State {
                 acc.bytes -= freed;
                 acc.messages -= removed.len() as u64;
                 for m in &removed {
+                    acc.threads.release(m.thread);
+                }
+                for m in &removed {
                     self.unref(m.blob)?;
                 }
             }
@@ -621,6 +644,7 @@ impl State {
                 let mut next = *first_uid;
                 let mut added = 0u64;
                 let mut blobs = Vec::with_capacity(copied.len());
+                let mut threads = Vec::with_capacity(copied.len());
                 for (m, kws) in copied {
                     let Some(kw) = dst.keyword_bits_adding(&kws) else {
                         return bad(format!("too many keywords in mailbox {to}"));
@@ -637,6 +661,7 @@ impl State {
                     }
                     added += m.size;
                     blobs.push(m.blob);
+                    threads.push(m.thread);
                     next += 1;
                 }
                 dst.uidnext = dst.uidnext.max(next);
@@ -644,6 +669,9 @@ impl State {
                 dst.bytes += added;
                 acc.bytes += added;
                 acc.messages += blobs.len() as u64;
+                for t in threads {
+                    acc.threads.add(t);
+                }
                 for b in blobs {
                     self.add_ref(b)?;
                 }
@@ -729,10 +757,12 @@ impl State {
     }
 
     /// Recomputes the counters derived from the message entries (per mailbox: bytes, unseen;
-    /// per account: bytes, messages), so a loaded snapshot or checkpoint is never trusted for
-    /// them (a wrong one would make later subtractions underflow).
+    /// per account: bytes, messages, live messages per thread), so a loaded snapshot or
+    /// checkpoint is never trusted for them (a wrong one would make later subtractions
+    /// underflow).
     pub fn recount_usage(&mut self) {
         for acc in self.accounts.values_mut() {
+            acc.threads.recount(acc.mailboxes.values().flat_map(|mb| mb.messages.iter().map(|m| m.thread)));
             let (mut bytes, mut messages) = (0u64, 0u64);
             for mb in acc.mailboxes.values_mut() {
                 // Saturating: sizes come from loaded bytes (validated, but never trusted to sum).
@@ -795,6 +825,9 @@ pub fn validate_accounts(accounts: &BTreeMap<AccountId, Account>, next_account: 
         if acc.by_name.len() != acc.mailboxes.len() {
             return bad(format!("checkpoint: mailbox names of account {id} do not match its mailboxes"));
         }
+        if acc.threads.last == ThreadId::MAX || acc.threads.links.values().any(|&t| t == 0 || t > acc.threads.last) {
+            return bad(format!("checkpoint: thread links of account {id} are out of range"));
+        }
         for (mid, mb) in &acc.mailboxes {
             let ctx = || format!("checkpoint: mailbox {mid} of account {id}");
             if mb.id != *mid || *mid >= acc.next_mailbox || acc.by_name.get(&mb.name) != Some(mid) {
@@ -807,6 +840,9 @@ pub fn validate_accounts(accounts: &BTreeMap<AccountId, Account>, next_account: 
             for m in &mb.messages {
                 if m.uid <= prev || m.uid >= mb.uidnext || m.modseq > mb.highest_modseq || m.size > MAX_RAW_LEN {
                     return bad(format!("{}: message UID {} out of order or range", ctx(), m.uid));
+                }
+                if m.thread == 0 || m.thread > acc.threads.last {
+                    return bad(format!("{}: message UID {} has thread id {} out of range", ctx(), m.uid, m.thread));
                 }
                 prev = m.uid;
             }

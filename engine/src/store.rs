@@ -30,6 +30,7 @@ use crate::record::{BLOB_PREFIX_LEN, FlagOp, META_PREFIX_LEN, Record, kind, rang
 use crate::recovery::{RecoveryReport, recover};
 use crate::snapshot::{self, Position, SNAPSHOT_FILE};
 use crate::state::{AccountId, BlobEntry, BlobId, DataLoc, Loc, Mailbox, MailboxId, MessageEntry, State, Uid, flag};
+use crate::thread::ThreadId;
 
 /// Tunables of a store.
 #[derive(Debug, Clone)]
@@ -65,6 +66,8 @@ pub struct Appended {
     pub uidvalidity: u32,
     pub uid: Uid,
     pub modseq: u64,
+    /// The thread the message joined or started in that account.
+    pub thread: ThreadId,
 }
 
 /// One destination of an append.
@@ -79,19 +82,23 @@ pub struct AppendTarget {
 }
 
 /// A message made ready for the committer: hashed, parsed and compressed on the caller's
-/// thread, so the committer only copies bytes.
+/// thread, so the committer only copies bytes (and looks its thread keys up).
 pub struct PreparedMessage {
     hash: [u8; 32],
     raw_len: u64,
     codec: Codec,
     stored: Arc<[u8]>,
     meta: Arc<[u8]>,
+    /// Hashes of the message-ids it names (`crate::thread::keys`), own id first.
+    thread_keys: Box<[u64]>,
 }
 
 impl PreparedMessage {
     pub fn new(raw: &[u8], options: &Options) -> PreparedMessage {
         let hash: [u8; 32] = sha2::Sha256::digest(raw).into();
-        let meta = crate::meta::parse(raw).encode();
+        let parsed = crate::meta::parse(raw);
+        let thread_keys = crate::thread::keys(&parsed).into_boxed_slice();
+        let meta = parsed.encode();
         let (codec, stored) = if raw.len() >= options.compress_min_bytes {
             match compress(raw, options.zstd_level) {
                 Ok(c) if c.len() < raw.len() => (Codec::Zstd, c),
@@ -100,11 +107,23 @@ impl PreparedMessage {
         } else {
             (Codec::None, raw.to_vec())
         };
-        PreparedMessage { hash, raw_len: raw.len() as u64, codec, stored: stored.into(), meta: meta.into() }
+        PreparedMessage {
+            hash,
+            raw_len: raw.len() as u64,
+            codec,
+            stored: stored.into(),
+            meta: meta.into(),
+            thread_keys,
+        }
     }
 
     pub fn raw_len(&self) -> u64 {
         self.raw_len
+    }
+
+    /// The thread keys of the message (see `crate::thread`).
+    pub fn thread_keys(&self) -> &[u64] {
+        &self.thread_keys
     }
 }
 
@@ -639,6 +658,25 @@ impl Store {
         self.with_mailbox(account, mailbox, |mb| mb.messages.clone())
     }
 
+    /// The UIDs of the messages of `thread` in a mailbox, ascending (a walk over the
+    /// mailbox's entries in memory; no index).
+    pub fn thread_messages(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        thread: ThreadId,
+    ) -> Result<Vec<Uid>, ReadError> {
+        self.with_mailbox(account, mailbox, |mb| {
+            mb.messages.iter().filter(|m| m.thread == thread).map(|m| m.uid).collect()
+        })
+    }
+
+    /// Whether `thread` has a message in any mailbox of the account.
+    pub fn thread_exists(&self, account: AccountId, thread: ThreadId) -> Result<bool, ReadError> {
+        let st = self.read_state();
+        Ok(st.account(account).ok_or(ReadError::NoSuchAccount)?.threads.is_live(thread))
+    }
+
     // ----- messages -----------------------------------------------------------------
 
     /// Appends one message to one or many mailboxes (of one or many accounts) in one atomic
@@ -1002,6 +1040,10 @@ struct Overlay {
     next_blob: Option<BlobId>,
     next_account: Option<AccountId>,
     last_uidvalidity: Option<u32>,
+    /// Thread links given in this batch (they are live: their thread got a message), and the
+    /// last thread id handed out per account.
+    thread_links: HashMap<(AccountId, u64), ThreadId>,
+    last_thread: HashMap<AccountId, ThreadId>,
     /// Accounts touched by any operation, and those changed structurally (mailbox set).
     touched: HashSet<AccountId>,
     structural: HashSet<AccountId>,
@@ -1081,6 +1123,41 @@ impl Overlay {
         let next = first.checked_add(n).filter(|&n| n < u32::MAX).ok_or(CommitError::UidsExhausted)?;
         self.uidnext.insert(key, next);
         Ok(first)
+    }
+
+    /// The thread of a message appended into `account` with thread `keys`, and the keys it
+    /// links (those not linked to a live thread): see `crate::thread` for the rule.
+    fn thread_for(
+        &mut self,
+        st: &State,
+        account: AccountId,
+        keys: &[u64],
+    ) -> Result<(ThreadId, Vec<u64>), CommitError> {
+        let threads = &account_of(st, account)?.threads;
+        let mut found: Option<ThreadId> = None;
+        let mut unlinked = Vec::new();
+        for &k in keys {
+            match self.thread_links.get(&(account, k)).copied().or_else(|| threads.lookup(k)) {
+                Some(t) => found = Some(found.map_or(t, |f| f.min(t))),
+                None => unlinked.push(k),
+            }
+        }
+        let thread = match found {
+            Some(t) => t,
+            None => {
+                let last = self.last_thread.get(&account).copied().unwrap_or(threads.last).max(threads.last);
+                let t = last
+                    .checked_add(1)
+                    .filter(|&t| t < ThreadId::MAX)
+                    .ok_or_else(|| CommitError::NotAllowed("the account has used up its thread ids".into()))?;
+                self.last_thread.insert(account, t);
+                t
+            }
+        };
+        for &k in &unlinked {
+            self.thread_links.insert((account, k), thread);
+        }
+        Ok((thread, unlinked))
     }
 
     fn next_uidvalidity(&mut self, st: &State) -> u32 {
@@ -1362,6 +1439,9 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                     }
                 };
                 let mut done = Vec::with_capacity(targets.len());
+                // One thread per account for all the copies of this message there; the first
+                // copy brings the links.
+                let mut threads: Vec<(AccountId, ThreadId)> = Vec::new();
                 for t in targets {
                     let modseq = match modseqs.get(&t.account) {
                         Some(m) => *m,
@@ -1373,6 +1453,14 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                     };
                     let mb = mailbox_of(st, t.account, t.mailbox)?;
                     let uid = ov.alloc_uids(mb, t.account, 1)?;
+                    let (thread, links) = match threads.iter().find(|(a, _)| *a == t.account) {
+                        Some(&(_, thread)) => (thread, Vec::new()),
+                        None => {
+                            let (thread, links) = ov.thread_for(st, t.account, &message.thread_keys)?;
+                            threads.push((t.account, thread));
+                            (thread, links)
+                        }
+                    };
                     records.push((
                         Record::MessageAppend {
                             account: t.account,
@@ -1385,6 +1473,8 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                             keywords: t.keywords.clone(),
                             internal_date: t.internal_date,
                             save_date: *save_date,
+                            thread,
+                            links,
                         },
                         None,
                     ));
@@ -1394,6 +1484,7 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
                         uidvalidity: mb.uidvalidity,
                         uid,
                         modseq,
+                        thread,
                     });
                 }
                 out.push(done);

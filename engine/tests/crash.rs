@@ -88,9 +88,16 @@ impl Rng {
     }
 }
 
+/// Headers of a test message. Half the tags reply to `big-1`, the others to a message no store
+/// holds, so the messages fall into a few threads with links to replay.
 fn headers(tag: &str, extra: &str) -> String {
+    let refs = if tag.len().is_multiple_of(2) {
+        "References: <big-1@example.test>"
+    } else {
+        "In-Reply-To: <root@example.test>"
+    };
     format!(
-        "From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: {tag}\r\nMessage-ID: <{tag}@example.test>\r\nX-Tag: {tag}\r\n{extra}\r\n"
+        "From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: {tag}\r\nMessage-ID: <{tag}@example.test>\r\n{refs}\r\nX-Tag: {tag}\r\n{extra}\r\n"
     )
 }
 
@@ -150,6 +157,7 @@ struct MsgView {
     internal_date: i64,
     size: u64,
     blob: u64,
+    thread: u32,
     body: Body,
 }
 
@@ -177,6 +185,8 @@ struct AccountView {
     next_mailbox: u32,
     subscriptions: Vec<String>,
     mailboxes: Vec<MailboxView>,
+    /// The thread table: last id, links and live counts, sorted.
+    threads: (u32, BTreeMap<u64, u32>, BTreeMap<u32, u32>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -207,6 +217,7 @@ fn view(store: &Store) -> View {
                         internal_date: m.internal_date,
                         size: m.size,
                         blob: m.blob,
+                        thread: m.thread,
                         body: Body(body),
                     }
                 })
@@ -233,6 +244,11 @@ fn view(store: &Store) -> View {
             next_mailbox: acc.next_mailbox,
             subscriptions: acc.subscriptions.iter().cloned().collect(),
             mailboxes,
+            threads: (
+                acc.threads.last,
+                acc.threads.links.iter().map(|(k, t)| (*k, *t)).collect(),
+                acc.threads.live.iter().map(|(t, n)| (*t, *n)).collect(),
+            ),
         });
     }
     out

@@ -7,6 +7,8 @@
 //! CONDSTORE changes match the model, failed operations change nothing). Restarts, crashes
 //! (with and without the index snapshot), snapshots and compactions are part of the mix: the
 //! model does not change across them, so the store must come back exactly as it was.
+//! Thread ids too: the model threads messages by the message-ids of the bodies (a small
+//! conversation among them) with the documented rule, and predicts every id exactly.
 //!
 //! `PROPTEST_CASES=n` changes the number of cases (default 128). A failure prints the
 //! operations as they were executed (resolved names, ids and UIDs), one per line.
@@ -53,8 +55,28 @@ fn bodies() -> &'static [Vec<u8>] {
             Vec::new(),
             junk,
             b"Subject: no sender\r\n\r\n".to_vec(),
+            // A conversation: a reply to body 0, a reply to both, a reply to a message that
+            // arrives later (body 9).
+            b"Message-ID: <2@example.test>\r\nIn-Reply-To: <1@example.test>\r\nSubject: Re: one\r\n\r\nreply\r\n"
+                .to_vec(),
+            b"Message-ID: <3@example.test>\r\nReferences: <1@example.test>\r\n <2@example.test>\r\n\r\nagain\r\n"
+                .to_vec(),
+            b"Message-ID: <4@example.test>\r\nReferences: <9@example.test>\r\n\r\nto a later one\r\n".to_vec(),
+            b"Message-ID: <9@example.test>\r\nSubject: late\r\n\r\nparent\r\n".to_vec(),
         ]
     })
+}
+
+/// The message-ids each body names (its own and those it refers to), for threading.
+fn body_ids(body: usize) -> &'static [&'static str] {
+    match body {
+        0 => &["1"],
+        6 => &["2", "1"],
+        7 => &["3", "1", "2"],
+        8 => &["4", "9"],
+        9 => &["9"],
+        _ => &[],
+    }
 }
 
 /// Mailbox names ops pick from (besides names that exist). Includes names that nest, names
@@ -89,6 +111,7 @@ struct MMsg {
     body: usize,
     modseq: u64,
     internal_date: i64,
+    thread: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +153,9 @@ struct MAccount {
     subscriptions: BTreeSet<String>,
     /// Every mailbox id this account ever had, for ops on deleted mailboxes.
     ever: Vec<MailboxId>,
+    /// The last thread id given, and message-id -> the thread it was linked to.
+    last_thread: u32,
+    links: BTreeMap<&'static str, u32>,
 }
 
 impl MAccount {
@@ -163,6 +189,26 @@ impl MAccount {
         id
     }
 
+    /// The thread of a new message naming `ids`: the oldest live thread one of them is linked
+    /// to, or a new one; the ids not linked to a live thread are linked to it.
+    fn thread_for(&mut self, ids: &[&'static str]) -> u32 {
+        let live: BTreeSet<u32> = self.mailboxes.values().flat_map(|m| m.msgs.values().map(|x| x.thread)).collect();
+        let linked = |links: &BTreeMap<&str, u32>, id: &str| links.get(id).copied().filter(|t| live.contains(t));
+        let thread = match ids.iter().filter_map(|id| linked(&self.links, id)).min() {
+            Some(t) => t,
+            None => {
+                self.last_thread += 1;
+                self.last_thread
+            }
+        };
+        for id in ids {
+            if linked(&self.links, id).is_none() {
+                self.links.insert(id, thread);
+            }
+        }
+        thread
+    }
+
     fn usage(&self) -> (u64, u64) {
         let bytes = self.mailboxes.values().map(MMailbox::bytes).sum();
         let messages = self.mailboxes.values().map(|m| m.msgs.len() as u64).sum();
@@ -174,6 +220,9 @@ impl MAccount {
 struct Model {
     accounts: BTreeMap<AccountId, MAccount>,
 }
+
+/// What the store shows of a message: (uid, modseq, flags, keywords, date, size, thread).
+type MsgFacts = (Uid, u64, u8, BTreeSet<String>, i64, u64, u32);
 
 /// What an operation returns, in a form both sides produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +313,8 @@ impl Model {
             mailboxes: BTreeMap::new(),
             subscriptions: BTreeSet::new(),
             ever: Vec::new(),
+            last_thread: 0,
+            links: BTreeMap::new(),
         };
         for (name, su) in std::iter::once(&("INBOX", 0)).chain(extra) {
             let m = acc.bump();
@@ -287,10 +338,19 @@ impl Model {
             }
             kw.push(this);
         }
+        // One thread per account, decided before the message lands there.
+        let mut threads: BTreeMap<AccountId, u32> = BTreeMap::new();
+        for t in targets {
+            if let std::collections::btree_map::Entry::Vacant(e) = threads.entry(t.account) {
+                let acc = self.accounts.get_mut(&t.account).ok_or_else(|| no_account(t.account))?;
+                e.insert(acc.thread_for(body_ids(body)));
+            }
+        }
         // One MODSEQ per account, shared by its targets.
         let mut modseqs: BTreeMap<AccountId, u64> = BTreeMap::new();
         let mut out = Vec::new();
         for (t, kw) in targets.iter().zip(kw) {
+            let thread = threads[&t.account];
             let acc = self.acc(t.account)?;
             let modseq = match modseqs.get(&t.account) {
                 Some(m) => *m,
@@ -307,9 +367,16 @@ impl Model {
             mb.keywords.extend(kw.iter().cloned());
             mb.msgs.insert(
                 uid,
-                MMsg { flags: t.flags & flag::ALL, keywords: kw, body, modseq, internal_date: t.internal_date },
+                MMsg { flags: t.flags & flag::ALL, keywords: kw, body, modseq, internal_date: t.internal_date, thread },
             );
-            out.push(Appended { account: t.account, mailbox: t.mailbox, uidvalidity: mb.uidvalidity, uid, modseq });
+            out.push(Appended {
+                account: t.account,
+                mailbox: t.mailbox,
+                uidvalidity: mb.uidvalidity,
+                uid,
+                modseq,
+                thread,
+            });
         }
         Ok(Out::Appended(out))
     }
@@ -667,7 +734,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// Operations that run the same way inside fault injection.
 fn simple_op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        24 => (0u8..6, prop_oneof![
+        24 => (0u8..10, prop_oneof![
                 12 => prop::collection::vec(target_strategy(), 1..2),
                 4 => prop::collection::vec(target_strategy(), 2..3),
                 // Twice into the same mailbox, with different keywords.
@@ -1382,7 +1449,7 @@ impl Harness {
         let lowered: BTreeSet<String> = table.iter().map(|k| k.to_ascii_lowercase()).collect();
         check!(self, lowered.len() == table.len(), "mailbox {a}/{}: keyword table has duplicates: {table:?}", mb.id);
         check_eq!(self, lowered, mb.keywords, "mailbox {a}/{}: keywords defined", mb.id);
-        let got: Vec<(Uid, u64, u8, BTreeSet<String>, i64, u64)> = entries
+        let got: Vec<MsgFacts> = entries
             .iter()
             .map(|e| {
                 let kws = table
@@ -1391,19 +1458,22 @@ impl Harness {
                     .filter(|(i, _)| e.keywords & (1u64 << i) != 0)
                     .map(|(_, k)| k.to_ascii_lowercase())
                     .collect();
-                (e.uid, e.modseq, e.flags, kws, e.internal_date, e.size)
+                (e.uid, e.modseq, e.flags, kws, e.internal_date, e.size, e.thread)
             })
             .collect();
-        let want: Vec<(Uid, u64, u8, BTreeSet<String>, i64, u64)> = mb
+        let want: Vec<MsgFacts> = mb
             .msgs
             .iter()
-            .map(|(u, m)| (*u, m.modseq, m.flags, m.keywords.clone(), m.internal_date, bodies()[m.body].len() as u64))
+            .map(|(u, m)| {
+                let size = bodies()[m.body].len() as u64;
+                (*u, m.modseq, m.flags, m.keywords.clone(), m.internal_date, size, m.thread)
+            })
             .collect();
         check_eq!(
             self,
             got,
             want,
-            "mailbox {a}/{} {:?}: messages (uid, modseq, flags, keywords, date, size)",
+            "mailbox {a}/{} {:?}: messages (uid, modseq, flags, keywords, date, size, thread)",
             mb.id,
             mb.name
         );

@@ -2,7 +2,7 @@
 //! next-id counters wrap (found by the `segment_scan` fuzz target: with overflow checks a panic,
 //! without them a UIDNEXT of 0, an append of UID 0 that replay then rejects, and a store that
 //! no longer opens). The planner never hands out such ids. Likewise a BLOB's raw length: the
-//! usage counters sum it.
+//! usage counters sum it. And thread ids: 0 and the top one.
 
 use postlog_engine::record::Record;
 use postlog_engine::state::{DataLoc, Loc, MAX_RAW_LEN, State};
@@ -12,6 +12,10 @@ fn data() -> Option<DataLoc> {
 }
 
 fn append(uid: u32) -> Record {
+    append_in_thread(uid, 1)
+}
+
+fn append_in_thread(uid: u32, thread: u32) -> Record {
     Record::MessageAppend {
         account: 1,
         mailbox: 1,
@@ -23,6 +27,8 @@ fn append(uid: u32) -> Record {
         keywords: vec![],
         internal_date: 0,
         save_date: 0,
+        thread,
+        links: vec![],
     }
 }
 
@@ -51,6 +57,9 @@ fn ids_at_the_top_of_their_range_are_refused() {
     st.apply(&Record::Blob { blob: 1, hash: [2; 32], raw_len: 5 }, data()).unwrap();
 
     assert!(st.apply(&append(u32::MAX), None).is_err());
+    // Thread ids: 0 is no thread, and the top one would make the account's counter wrap.
+    assert!(st.apply(&append_in_thread(5, 0), None).is_err());
+    assert!(st.apply(&append_in_thread(5, u32::MAX), None).is_err());
     st.apply(&append(7), None).unwrap();
     st.apply(&append(u32::MAX - 1), None).unwrap();
     let copy = |first_uid| Record::Copy {

@@ -56,10 +56,13 @@ fn record_samples() -> Vec<(&'static str, Record)> {
                 uid: 3,
                 modseq: 4,
                 blob: 5,
+                size: 11,
                 flags: 6,
                 keywords: vec!["$Forwarded".into()],
                 internal_date: -7,
                 save_date: 8,
+                thread: 9,
+                links: vec![0x0123_4567_89ab_cdef, 42],
             },
         ),
         (
@@ -101,10 +104,12 @@ fn record_seeds() {
     }
 }
 
+/// Seed message `i`; odd ones reply to the one before (so appends carry thread links).
 fn msg(i: usize, extra: &str) -> Vec<u8> {
+    let reply = if i % 2 == 1 { format!("In-Reply-To: <seed{}@example.test>\r\n", i - 1) } else { String::new() };
     format!(
         "From: \"Seed {i}\" <seed{i}@example.test>\r\nTo: box@example.test\r\nSubject: seed {i}{extra}\r\n\
-         Message-ID: <seed{i}@example.test>\r\n\r\nbody of seed message {i}\r\n"
+         Message-ID: <seed{i}@example.test>\r\n{reply}\r\nbody of seed message {i}\r\n"
     )
     .into_bytes()
 }

@@ -3,7 +3,9 @@
 //! 1. every record's header and payload checksums, in every segment;
 //! 2. that the log replays (what recovery would do, read-only);
 //! 3. that the snapshot, if present, is readable and agrees with a replay of the whole log;
-//! 4. that each blob's reference count equals the references counted from messages;
+//! 4. that each blob's reference count equals the references counted from messages, and
+//!    that each account's thread table agrees with its messages (every message's thread id
+//!    given, live counts as counted, links to given ids);
 //! 5. that every referenced blob reads back, decompresses and hashes to its recorded
 //!    SHA-256, and that its metadata decodes.
 
@@ -134,8 +136,9 @@ pub fn check(backend: &FileBackend) -> Result<(Vec<Finding>, Checked), CmdError>
         }
     };
 
-    // 4. Reference counts.
+    // 4. Reference counts and threads.
     check_refs(&state, "", &mut findings);
+    check_threads(&state, "", &mut findings);
 
     // 5. Every referenced blob.
     let mut users: HashMap<u64, (String, usize)> = HashMap::new();
@@ -238,6 +241,48 @@ fn check_refs(state: &State, prefix: &str, findings: &mut Vec<Finding>) {
     }
 }
 
+/// Each account's thread table against its messages: thread ids given (1 ..= the last), the
+/// live count of each thread as counted from the messages, links only to given ids.
+fn check_threads(state: &State, prefix: &str, findings: &mut Vec<Finding>) {
+    for acc in state.accounts.values() {
+        let t = &acc.threads;
+        let mut counted: HashMap<u32, u32> = HashMap::new();
+        for mb in acc.mailboxes.values() {
+            for m in &mb.messages {
+                *counted.entry(m.thread).or_insert(0) += 1;
+                if m.thread == 0 || m.thread > t.last {
+                    findings.push(Finding::general(format!(
+                        "{prefix}account {} mailbox {:?} UID {}: thread id {} was never given (last is {})",
+                        acc.name, mb.name, m.uid, m.thread, t.last
+                    )));
+                }
+            }
+        }
+        if counted != t.live {
+            let mut differing: Vec<u32> = counted
+                .keys()
+                .chain(t.live.keys())
+                .filter(|id| counted.get(id) != t.live.get(id))
+                .copied()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            differing.truncate(20);
+            findings.push(Finding::general(format!(
+                "{prefix}account {}: live message counts of threads {differing:?} differ from the messages",
+                acc.name
+            )));
+        }
+        let bad_links = t.links.values().filter(|&&id| id == 0 || id > t.last).count();
+        if bad_links > 0 {
+            findings.push(Finding::general(format!(
+                "{prefix}account {}: {bad_links} thread links name thread ids never given (last is {})",
+                acc.name, t.last
+            )));
+        }
+    }
+}
+
 fn check_snapshot(backend: &FileBackend, rec: &postlog_engine::recovery::Recovered, findings: &mut Vec<Finding>) {
     if !snapshot_present(backend) {
         return;
@@ -248,6 +293,7 @@ fn check_snapshot(backend: &FileBackend, rec: &postlog_engine::recovery::Recover
         ))),
         Ok(snap) => {
             check_refs(&snap.state, "snapshot: ", findings);
+            check_threads(&snap.state, "snapshot: ", findings);
             if !rec.report.snapshot_used {
                 findings.push(Finding::general(format!(
                     "snapshot {SNAPSHOT_FILE} is stale: {} (`postlog repair --apply` removes it)",
@@ -319,6 +365,18 @@ pub fn state_differences(a: &State, b: &State) -> Vec<String> {
                 }
                 if x.subscriptions != y.subscriptions || x.by_name != y.by_name || x.next_mailbox != y.next_mailbox {
                     out.push(format!("account {id}: subscriptions or mailbox names differ"));
+                }
+                let (p, q) = (&x.threads, &y.threads);
+                if p != q {
+                    out.push(format!(
+                        "account {id}: thread tables differ: snapshot last id {} {} links {} live threads, the log last id {} {} links {} live threads",
+                        p.last,
+                        p.links.len(),
+                        p.live.len(),
+                        q.last,
+                        q.links.len(),
+                        q.live.len()
+                    ));
                 }
             }
             _ => {}

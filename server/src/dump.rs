@@ -138,6 +138,12 @@ pub struct AccountView {
     pub modseq: u64,
     pub message_count: u64,
     pub bytes: u64,
+    /// The highest thread id given in the account.
+    pub last_thread: u32,
+    /// Threads with a message in the account.
+    pub live_threads: usize,
+    /// Links from message-id hashes to threads (some may be of dead threads, until swept).
+    pub thread_links: usize,
     pub mailboxes: Vec<MailboxView>,
 }
 
@@ -166,6 +172,8 @@ pub struct MessageView {
     /// Unix seconds.
     pub internal_date: i64,
     pub blob: u64,
+    /// The thread id in the account (IMAP THREADID `T` + hex).
+    pub thread: u32,
 }
 
 fn codec_name(c: u8) -> &'static str {
@@ -245,6 +253,7 @@ pub fn build(config: &Config, args: &DumpArgs) -> Result<Dump, CmdError> {
                         size: m.size,
                         internal_date: m.internal_date,
                         blob: m.blob,
+                        thread: m.thread,
                     }
                 })
                 .collect();
@@ -268,6 +277,9 @@ pub fn build(config: &Config, args: &DumpArgs) -> Result<Dump, CmdError> {
             modseq: acc.modseq,
             message_count: acc.messages,
             bytes: acc.bytes,
+            last_thread: acc.threads.last,
+            live_threads: acc.threads.live_count(),
+            thread_links: acc.threads.links.len(),
             mailboxes,
         });
     }
@@ -512,8 +524,8 @@ fn write_text(out: &mut impl Write, d: &Dump) -> std::io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "account {} {}: modseq {}, {} messages, {} bytes",
-            a.id, a.name, a.modseq, a.message_count, a.bytes
+            "account {} {}: modseq {}, {} messages, {} bytes; {} threads (last id {}), {} thread links",
+            a.id, a.name, a.modseq, a.message_count, a.bytes, a.live_threads, a.last_thread, a.thread_links
         )?;
         for m in &a.mailboxes {
             writeln!(
@@ -535,13 +547,14 @@ fn write_text(out: &mut impl Write, d: &Dump) -> std::io::Result<()> {
                 flags.extend(msg.keywords.iter().cloned());
                 writeln!(
                     out,
-                    "    UID {:<6} MODSEQ {:<6} ({}) {} bytes, {} blob {}",
+                    "    UID {:<6} MODSEQ {:<6} ({}) {} bytes, {} blob {} thread {}",
                     msg.uid,
                     msg.modseq,
                     flags.join(" "),
                     msg.size,
                     fmt_time(msg.internal_date),
-                    msg.blob
+                    msg.blob,
+                    msg.thread
                 )?;
             }
         }

@@ -192,10 +192,15 @@ pub fn describe(rec: &Record) -> String {
         Record::Subscribe { name, subscribed, .. } => format!("{name:?} {}", if *subscribed { "on" } else { "off" }),
         Record::Blob { blob, raw_len, .. } => format!("blob {blob} raw {raw_len} bytes"),
         Record::Meta { blob } => format!("blob {blob}"),
-        Record::MessageAppend { mailbox, uid, modseq, blob, flags, keywords, .. } => {
+        Record::MessageAppend { mailbox, uid, modseq, blob, flags, keywords, thread, links, .. } => {
             let mut s = format!("mailbox {mailbox} uid {uid} modseq {modseq} blob {blob} flags {flags:#x}");
             if !keywords.is_empty() {
                 s.push_str(&format!(" keywords {}", keywords.join(" ")));
+            }
+            s.push_str(&format!(" thread {thread}"));
+            if !links.is_empty() {
+                let keys: Vec<String> = links.iter().map(|k| format!("{k:016x}")).collect();
+                s.push_str(&format!(" links {}", keys.join(",")));
             }
             s
         }

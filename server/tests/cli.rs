@@ -166,6 +166,15 @@ fn import_eml_dir_and_dump_text_and_json() {
     let file_sizes: u64 = fs::read_dir(ham()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert_eq!(sizes, file_sizes);
 
+    // Threads: every message has one; the corpus' replies share some; nothing was expunged,
+    // so every thread given is live.
+    let last = accounts[0]["last_thread"].as_u64().unwrap();
+    assert_eq!(accounts[0]["live_threads"].as_u64().unwrap(), last);
+    assert!(last > 100 && last < 250, "{last} threads");
+    assert!(accounts[0]["thread_links"].as_u64().unwrap() >= last);
+    let threads: HashSet<u64> = msgs.iter().map(|m| m["thread"].as_u64().unwrap()).collect();
+    assert_eq!(threads, (1..=last).collect::<HashSet<u64>>());
+
     // Segments: every record reads, commits close transactions of the records before them.
     let segs = d["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 1);
@@ -204,6 +213,8 @@ fn import_eml_dir_and_dump_text_and_json() {
         "mailbox 3 \"Sent\" \\Sent",
         "UID 250",
         "blobs: ",
+        " thread 1 links ",
+        " threads (last id ",
     ] {
         assert!(t.contains(needle), "text dump lacks {needle:?}");
     }
@@ -572,4 +583,17 @@ fn check_accepts_a_compacted_store_and_catches_a_snapshot_that_disagrees() {
     assert!(text(&out.stdout).contains("would: remove the snapshot index.snap (it disagrees with the log"));
     run_code(&["repair", "--data", s(&data), "--apply"], 0);
     run_code(&["check", "--data", s(&data)], 0);
+
+    // A snapshot whose thread links are not the log's.
+    {
+        let store = Store::open(&data, Options::default()).unwrap();
+        store.close().unwrap();
+    }
+    let mut snap = postlog_engine::snapshot::decode(&fs::read(&snap_path).unwrap()).unwrap();
+    let acc = snap.state.accounts.values_mut().next().unwrap();
+    assert!(acc.threads.last > 0);
+    acc.threads.links.insert(42, 1);
+    fs::write(&snap_path, postlog_engine::snapshot::encode(&snap)).unwrap();
+    let out = run_code(&["check", "--data", s(&data)], 1);
+    assert!(text(&out.stdout).contains("thread tables differ"), "{}", text(&out.stdout));
 }

@@ -40,6 +40,19 @@ fn imaplib_reads_flags_searches_moves_and_appends() {
     assert_eq!(status.code(), Some(0), "{log:?}");
 }
 
+/// OBJECTID (RFC 8474): a thread of three appended messages and an unrelated one get their
+/// THREADIDs from the store; SEARCH THREADID and EMAILID find them, COPY and MOVE keep them,
+/// and a reply delivered later over SMTP joins the thread.
+#[test]
+fn threadid_and_emailid_fetch_and_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "");
+    python(&server, "threadid");
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+}
+
 /// Maildir files of a folder, sorted.
 fn maildir(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir.join("cur"))

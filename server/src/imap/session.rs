@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postlog_engine::meta::MessageMeta;
-use postlog_engine::{AccountId, AppendTarget, FlagOp, MessageEntry, PreparedMessage, Uid, flag};
+use postlog_engine::{AccountId, AppendTarget, FlagOp, MessageEntry, PreparedMessage, ThreadId, Uid, flag};
 use postlog_protocol::imap::encode::{encode_challenge, encode_continuation, encode_mailbox, encode_nstring};
 use postlog_protocol::imap::{
     Code, Command, CommandBody, CommandFramer, DateTime, FetchAttribute, Flag, Frame, FramerConfig, ListMailbox,
-    Mailbox, SearchKey, SearchReturn, SectionText, SequenceSet, Status, StatusItem, StatusKind, StoreAction, Tag,
-    parse_command_with,
+    Mailbox, ObjectId, SearchKey, SearchReturn, SectionText, SequenceSet, Status, StatusItem, StatusKind, StoreAction,
+    Tag, parse_command_with,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -262,6 +262,28 @@ fn flag_bits(flags: &[Flag]) -> (u8, Vec<String>) {
         }
     }
     (bits, kws)
+}
+
+/// RFC 8474 EMAILID: `M` and the message's blob id in lowercase hex. The same stored message
+/// has the same id in every mailbox (one body, single-instance), and keeps it through COPY
+/// and MOVE.
+fn email_id(blob: u64) -> String {
+    format!("M{blob:x}")
+}
+
+/// RFC 8474 THREADID: `T` and the message's thread id in its account, lowercase hex. Threads
+/// are the store's (`postlog_engine::thread`): given at append, never changed.
+fn thread_id(thread: ThreadId) -> String {
+    format!("T{thread:x}")
+}
+
+/// The number in an object id written by [`email_id`] or [`thread_id`] (`prefix`, then
+/// lowercase hex without leading zeros); `None` for any other spelling, which then matches
+/// nothing (ids are compared as strings).
+fn object_number(id: &ObjectId, prefix: char) -> Option<u64> {
+    let hex = id.as_str().strip_prefix(prefix)?;
+    let n = u64::from_str_radix(hex, 16).ok()?;
+    (format!("{n:x}") == hex).then_some(n)
 }
 
 fn internal_date(secs: i64) -> String {
@@ -1339,10 +1361,8 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
                 FetchAttribute::Rfc822Size => out.extend(format!("RFC822.SIZE {}", e.size).bytes()),
                 FetchAttribute::ModSeq => out.extend(format!("MODSEQ ({})", e.modseq).bytes()),
                 FetchAttribute::SaveDate => out.extend(format!("SAVEDATE {}", internal_date(e.save_date)).bytes()),
-                // RFC 8474: the same stored message has the same EMAILID in every mailbox (one
-                // body, single-instance); threads are not computed yet: THREADID NIL.
-                FetchAttribute::EmailId => out.extend(format!("EMAILID (M{:x})", e.blob).bytes()),
-                FetchAttribute::ThreadId => out.extend_from_slice(b"THREADID NIL"),
+                FetchAttribute::EmailId => out.extend(format!("EMAILID ({})", email_id(e.blob)).bytes()),
+                FetchAttribute::ThreadId => out.extend(format!("THREADID ({})", thread_id(e.thread)).bytes()),
                 FetchAttribute::Envelope => {
                     out.extend_from_slice(b"ENVELOPE ");
                     match &meta {
@@ -1601,7 +1621,9 @@ fn eval(
         SearchKey::ModSeq { modseq, .. } => e.modseq >= *modseq,
         SearchKey::Older(n) => now_unix() - e.internal_date >= i64::from(n.get()),
         SearchKey::Younger(n) => now_unix() - e.internal_date <= i64::from(n.get()),
-        SearchKey::EmailId(_) | SearchKey::ThreadId(_) => false,
+        // An id that is not one of ours (or names nothing here) matches no message.
+        SearchKey::EmailId(id) => object_number(id, 'M') == Some(e.blob),
+        SearchKey::ThreadId(id) => object_number(id, 'T') == Some(u64::from(e.thread)),
     }
 }
 
@@ -1846,5 +1868,15 @@ mod tests {
         assert!(m("*", "INBOX") && m("*", "a/b/c") && m("a/*", "a/b/c"));
         assert!(m("%", "Sent") && !m("%", "a/b") && m("a/%", "a/b") && !m("a/%", "a/b/c"));
         assert!(m("S%t", "Sent") && !m("x*", "Sent"));
+    }
+
+    #[test]
+    fn object_ids_round_trip_and_other_spellings_match_nothing() {
+        let id = |s: &str| ObjectId::new(s).expect("valid objectid");
+        assert_eq!(object_number(&id(&thread_id(0x1a)), 'T'), Some(0x1a));
+        assert_eq!(object_number(&id(&email_id(u64::MAX)), 'M'), Some(u64::MAX));
+        for other in ["T01a", "T1A", "t1a", "T", "M1a", "T10000000000000000", "Tz", "T-1"] {
+            assert_eq!(object_number(&id(other), 'T'), None, "{other}");
+        }
     }
 }

@@ -364,6 +364,72 @@ def sort_thread():
     print("sort_thread ok")
 
 
+def threadid():
+    """OBJECTID (RFC 8474): THREADID from the store's threads; SEARCH THREADID and EMAILID."""
+    m = imaplib.IMAP4(HOST, PORTS["imap"])
+    assert "OBJECTID" in m.capabilities, m.capabilities
+    ok(m.login("bob@example.test", "bob-secret"))
+    ok(m.create("Threads"))
+    plans = b"From: Ann <ann@remote.test>\r\nSubject: plans\r\nMessage-ID: <p1@remote.test>\r\n\r\nShall we?\r\n"
+    reply = (b"From: Ben <ben@remote.test>\r\nSubject: Re: plans\r\nMessage-ID: <p2@remote.test>\r\n"
+             b"In-Reply-To: <p1@remote.test>\r\nReferences: <p1@remote.test>\r\n\r\nYes.\r\n")
+    other = b"From: Cid <cid@remote.test>\r\nSubject: unrelated\r\nMessage-ID: <u1@remote.test>\r\n\r\nOther.\r\n"
+    again = (b"From: Ann <ann@remote.test>\r\nSubject: Re: Re: plans\r\nMessage-ID: <p3@remote.test>\r\n"
+             b"In-Reply-To: <p2@remote.test>\r\nReferences: <p1@remote.test>\r\n <p2@remote.test>\r\n\r\nGood.\r\n")
+    for raw in [plans, reply, other, again]:
+        typ, data = m.append("Threads", None, None, raw)
+        assert typ == "OK" and b"APPENDUID" in data[0], data
+    ok(m.select("Threads"))
+    data = ok(m.fetch("1:4", "(UID EMAILID THREADID)"))
+    assert len(data) == 4, data
+    emails, threads = [], []
+    for line in data:
+        e = re.search(rb"EMAILID \((M[0-9a-f]+)\)", line)
+        t = re.search(rb"THREADID \((T[0-9a-f]+)\)", line)
+        assert e and t, line
+        emails.append(e.group(1).decode())
+        threads.append(t.group(1).decode())
+    assert threads[0] == threads[1] == threads[3] != threads[2], threads
+    assert len(set(emails)) == 4, emails
+    # SEARCH by thread and by message, UID SEARCH too, and inside other keys.
+    assert ok(m.search(None, "THREADID", threads[0])) == [b"1 2 4"]
+    assert ok(m.search(None, "THREADID", threads[2])) == [b"3"]
+    assert ok(m.search(None, "EMAILID", emails[1])) == [b"2"]
+    assert ok(m.search(None, "OR", "EMAILID", emails[2], "EMAILID", emails[3])) == [b"3 4"]
+    assert ok(m.search(None, "NOT", "THREADID", threads[0])) == [b"3"]
+    uids = ok(m.uid("SEARCH", None, "ALL"))[0].split()
+    assert ok(m.uid("SEARCH", None, "THREADID", threads[0])) == [b" ".join([uids[0], uids[1], uids[3]])]
+    # An id that names nothing here, another spelling of one, or the other kind matches nothing.
+    for key, value in [("THREADID", "Tfffff"), ("THREADID", "T0" + threads[0][1:]), ("THREADID", "T0"),
+                       ("THREADID", emails[0]), ("EMAILID", threads[0]), ("EMAILID", "x_y-z")]:
+        assert ok(m.search(None, key, value)) == [b""], (key, value)
+    # Not an objectid at all: BAD.
+    try:
+        m.search(None, "THREADID", "a.b")
+        raise AssertionError("SEARCH THREADID a.b accepted")
+    except imaplib.IMAP4.error as e:
+        assert "BAD" in str(e) or "objectid" in str(e).lower(), e
+    # COPY and MOVE keep both ids.
+    ok(m.copy("2", "INBOX"))
+    typ, data = m.uid("MOVE", uids[3].decode(), "Archive")
+    assert typ == "OK", (typ, data)
+    ok(m.select("Archive"))
+    assert ok(m.search(None, "THREADID", threads[0])) == [b"1"]
+    assert ok(m.search(None, "EMAILID", emails[3])) == [b"1"]
+    # A reply delivered later over SMTP joins the thread in INBOX, beside the copy.
+    with smtplib.SMTP(HOST, PORTS["smtp"], timeout=30) as smtp:
+        smtp.sendmail("dan@remote.test", ["bob@example.test"],
+                      b"From: Dan <dan@remote.test>\r\nSubject: Re: plans\r\nMessage-ID: <p4@remote.test>\r\n"
+                      b"In-Reply-To: <p3@remote.test>\r\n\r\nMe too.\r\n")
+    ok(m.select("INBOX"))
+    assert ok(m.search(None, "THREADID", threads[0])) == [b"1 2"]
+    data = ok(m.fetch("1:2", "(EMAILID THREADID)"))
+    assert ("EMAILID (%s)" % emails[1]).encode() in data[0], data
+    assert all(("THREADID (%s)" % threads[0]).encode() in line for line in data), data
+    assert m.logout()[0] == "BYE"
+    print("threadid ok")
+
+
 def compress():
     """COMPRESS=DEFLATE (RFC 4978): after the OK, both directions are raw deflate."""
     import zlib
@@ -506,7 +572,8 @@ def model_run(seed):
         m.c.cmd("LOGOUT")
 
 
-SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, compress, model, mbsync_server_changes,
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, threadid, compress, model,
+                                      mbsync_server_changes,
                                       mbsync_server_state]}
 
 if __name__ == "__main__":
