@@ -40,6 +40,19 @@ fn imaplib_reads_flags_searches_moves_and_appends() {
     assert_eq!(status.code(), Some(0), "{log:?}");
 }
 
+/// LIST-EXTENDED, RECURSIVEMATCH, LIST-STATUS, SPECIAL-USE and LSUB: the exact untagged lines
+/// of the RFC 5258 section 5 examples (and RFC 3501's LSUB example) on a fresh account.
+#[test]
+fn list_extended_answers_the_rfc_5258_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    run_ok(&tmp.path().join("data"), &["user", "add", "dave@example.test", "--password-stdin"], Some("dave-secret"));
+    let server = Server::start(tmp.path(), "");
+    python(&server, "list_extended");
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+}
+
 /// Maildir files of a folder, sorted.
 fn maildir(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir.join("cur"))
