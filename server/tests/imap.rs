@@ -53,6 +53,23 @@ fn list_extended_answers_the_rfc_5258_examples() {
     assert_eq!(status.code(), Some(0), "{log:?}");
 }
 
+/// imapclient (PyPI): login, capabilities, folders and special uses, CONDSTORE, APPEND, FETCH
+/// (ENVELOPE, BODYSTRUCTURE, BODY.PEEK[], MODSEQ, CHANGEDSINCE), SEARCH with CHARSET UTF-8, SORT,
+/// THREAD, IDLE woken by a delivery, COPY, MOVE, UID EXPUNGE, QUOTA, NAMESPACE, ID, ENABLE,
+/// UNSELECT, in `clients/imapclient_clients.py`.
+#[test]
+fn imapclient_does_everything_it_offers() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let data = tmp.path().join("data");
+    run_ok(&data, &["user", "add", "erin@example.test", "--password-stdin"], Some("erin-secret"));
+    run_ok(&data, &["user", "quota", "erin@example.test", "10M"], None);
+    let server = Server::start(tmp.path(), "");
+    common::python_scenario("imapclient_clients.py", &server, "everything");
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+}
+
 /// Maildir files of a folder, sorted.
 fn maildir(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir.join("cur"))

@@ -127,7 +127,8 @@ impl Deflate {
 
 fn capabilities(s: &Session) -> String {
     let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
-    caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
+    caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "MULTIAPPEND", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC"]);
+    caps.push("ESEARCH");
     caps.extend(["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE"]);
     caps.extend(["UTF8=ACCEPT", "SEARCHRES", "OBJECTID", "SAVEDATE", "CREATE-SPECIAL-USE"]);
     caps.extend(["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE"]);
