@@ -271,7 +271,7 @@ pub fn ours(input: &[u8]) -> Ours {
 /// imap-codec's parser; a command must use all the input (ours gets exactly one).
 pub fn theirs(input: &[u8]) -> Outcome {
     match CommandCodec::default().decode(input) {
-        Ok((rest, command)) if rest.is_empty() => {
+        Ok(([], command)) => {
             let (name, arguments) = their_body(&command.body);
             Outcome::Accepted(Essentials { tag: command.tag.as_ref().to_string(), name, arguments })
         }
