@@ -26,6 +26,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
+# imapclient (not in Debian) from PyPI, pinned, for server/tests/clients/imapclient_clients.py.
+IMAPCLIENT=4.1.0
+if ! python3 -c "import imapclient, sys; sys.exit(imapclient.__version__ != '$IMAPCLIENT')" 2>/dev/null; then
+  echo "installing: imapclient $IMAPCLIENT"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-pip
+  fi
+  # Debian's own python3 is "externally managed" (PEP 668): the flag lets pip install beside it.
+  python3 -m pip install --quiet "imapclient==$IMAPCLIENT" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "imapclient==$IMAPCLIENT"
+fi
+
 # cargo-fuzz for the fuzz smoke run.
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked

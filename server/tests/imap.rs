@@ -53,6 +53,36 @@ fn threadid_and_emailid_fetch_and_search() {
     assert_eq!(status.code(), Some(0), "{log:?}");
 }
 
+/// LIST-EXTENDED, RECURSIVEMATCH, LIST-STATUS, SPECIAL-USE and LSUB: the exact untagged lines
+/// of the RFC 5258 section 5 examples (and RFC 3501's LSUB example) on a fresh account.
+#[test]
+fn list_extended_answers_the_rfc_5258_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    run_ok(&tmp.path().join("data"), &["user", "add", "dave@example.test", "--password-stdin"], Some("dave-secret"));
+    let server = Server::start(tmp.path(), "");
+    python(&server, "list_extended");
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+}
+
+/// imapclient (PyPI): login, capabilities, folders and special uses, CONDSTORE, APPEND, FETCH
+/// (ENVELOPE, BODYSTRUCTURE, BODY.PEEK[], MODSEQ, CHANGEDSINCE), SEARCH with CHARSET UTF-8, SORT,
+/// THREAD, IDLE woken by a delivery, COPY, MOVE, UID EXPUNGE, QUOTA, NAMESPACE, ID, ENABLE,
+/// UNSELECT, in `clients/imapclient_clients.py`.
+#[test]
+fn imapclient_does_everything_it_offers() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let data = tmp.path().join("data");
+    run_ok(&data, &["user", "add", "erin@example.test", "--password-stdin"], Some("erin-secret"));
+    run_ok(&data, &["user", "quota", "erin@example.test", "10M"], None);
+    let server = Server::start(tmp.path(), "");
+    common::python_scenario("imapclient_clients.py", &server, "everything");
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+}
+
 /// Maildir files of a folder, sorted.
 fn maildir(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir.join("cur"))

@@ -21,15 +21,13 @@ use postlog_protocol::imap::{
 };
 use tokio::io::AsyncWriteExt;
 
+use super::list::{DELIMITER, Request as ListRequest};
 use super::render;
 use super::view::{Update, View, ranges};
 use crate::auth::{AuthFailure, AuthOutcome, AuthStep, Exchange, Peer};
 use crate::directory::LocalUser;
 use crate::frame::{Connection, FrontEnd, ServerContext, SessionFuture, with_idle_timeout};
 use crate::util::now_unix;
-
-/// The hierarchy delimiter of mailbox names.
-const DELIMITER: char = '/';
 
 /// The largest message APPEND takes: the framer's literal limit after login.
 const APPEND_LIMIT: u64 = 64 << 20;
@@ -129,8 +127,9 @@ impl Deflate {
 
 fn capabilities(s: &Session) -> String {
     let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
-    caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH"]);
-    caps.extend(["STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE"]);
+    caps.extend(["UNSELECT", "UIDPLUS", "MOVE", "MULTIAPPEND", "CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC"]);
+    caps.push("ESEARCH");
+    caps.extend(["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE"]);
     caps.extend(["UTF8=ACCEPT", "SEARCHRES", "OBJECTID", "SAVEDATE", "CREATE-SPECIAL-USE"]);
     caps.extend(["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE"]);
     let mut out = caps.join(" ");
@@ -633,21 +632,12 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             s.ok(&tag, "NAMESPACE completed");
         }
         CommandBody::List(list) => {
-            let reference = s.mailbox_name(&list.reference).unwrap_or_default();
-            let sel = list.selection.unwrap_or_default();
-            let status_items = list.return_options.as_ref().and_then(|r| {
-                r.iter().find_map(|o| match o {
-                    postlog_protocol::imap::ListReturn::Status(items) => Some(items.clone()),
-                    _ => None,
-                })
-            });
-            let filter = Filter { subscribed: sel.subscribed, special_use: sel.special_use };
-            list_mailboxes(s, &reference, &list.patterns, false, filter, status_items.as_deref());
+            list_command(s, &list);
             s.ok(&tag, "LIST completed");
         }
         CommandBody::Lsub { reference, pattern } => {
-            let reference = s.mailbox_name(&reference).unwrap_or_default();
-            list_mailboxes(s, &reference, &[pattern], true, Filter::default(), None);
+            let request = ListRequest { lsub: true, ..ListRequest::default() };
+            list_names(s, &reference, &[pattern], request, None);
             s.ok(&tag, "LSUB completed");
         }
         CommandBody::Status { mailbox, items } => status(s, &tag, &mailbox, &items),
@@ -944,74 +934,71 @@ fn uid_set(view: &View, set: &SequenceSet, saved: &[Uid]) -> Vec<Uid> {
     view.uids().iter().copied().filter(|u| r.iter().any(|&(lo, hi)| (lo..=hi).contains(u))).collect()
 }
 
-/// `*` and `%` pattern matching on names with `/` as the delimiter.
-fn matches(pattern: &[char], name: &[char]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|i| matches(rest, &name[i..])),
-        Some(('%', rest)) => {
-            (0..=name.len()).take_while(|&i| i == 0 || name[i - 1] != DELIMITER).any(|i| matches(rest, &name[i..]))
+/// LIST, basic or extended (RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154).
+fn list_command(s: &mut Session, list: &postlog_protocol::imap::List) {
+    use postlog_protocol::imap::ListReturn;
+    let mut request = ListRequest {
+        extended: list.is_extended(),
+        selection: list.selection.unwrap_or_default(),
+        ..ListRequest::default()
+    };
+    let mut status_items = None;
+    for option in list.return_options.iter().flatten() {
+        match option {
+            ListReturn::Subscribed => request.return_subscribed = true,
+            ListReturn::Children => request.return_children = true,
+            ListReturn::SpecialUse => request.return_special_use = true,
+            ListReturn::Status(items) => status_items = Some(items.as_slice()),
         }
-        Some((c, rest)) => name.first().is_some_and(|n| n == c) && matches(rest, &name[1..]),
     }
+    list_names(s, &list.reference, &list.patterns, request, status_items);
 }
 
-/// LIST selection options (RFC 5258): only subscribed, only special-use (RFC 6154).
-#[derive(Default, Clone, Copy)]
-struct Filter {
-    subscribed: bool,
-    special_use: bool,
-}
-
-fn list_mailboxes(
+/// The untagged LIST or LSUB responses (and LIST-STATUS's STATUS responses) for the patterns.
+fn list_names(
     s: &mut Session,
-    reference: &str,
+    reference: &Mailbox,
     patterns: &[ListMailbox],
-    lsub: bool,
-    filter: Filter,
+    mut request: ListRequest,
     status_items: Option<&[StatusItem]>,
 ) {
     let account = s.account().expect("authenticated");
-    let Ok(boxes) = s.ctx.store.mailboxes(account) else { return };
-    let kind = if lsub { "LSUB" } else { "LIST" };
+    let reference = s.mailbox_name(reference).unwrap_or_default();
+    request.rev2 = s.rev2;
+    let mut root = false;
     for p in patterns {
-        let pattern = p.decode(s.utf8).unwrap_or_default();
-        if pattern.is_empty() && !lsub {
-            s.line(&format!("* LIST (\\Noselect) \"{DELIMITER}\" \"\""));
-            continue;
+        // A pattern that cannot be decoded matches nothing.
+        match p.decode(s.utf8) {
+            Ok(p) if p.is_empty() => root = true,
+            Ok(p) => request.patterns.push(format!("{reference}{p}")),
+            Err(_) => {}
         }
-        let full: Vec<char> = format!("{reference}{pattern}").chars().collect();
-        for mb in &boxes {
-            if ((lsub || filter.subscribed) && !mb.subscribed) || (filter.special_use && mb.special_use == 0) {
-                continue;
-            }
-            let name_chars: Vec<char> = mb.name.chars().collect();
-            let inbox_match = mb.name == "INBOX" && {
-                let up: Vec<char> = full.iter().map(|c| c.to_ascii_uppercase()).collect();
-                matches(&up, &name_chars)
-            };
-            if !matches(&full, &name_chars) && !inbox_match {
-                continue;
-            }
-            let prefix = format!("{}{DELIMITER}", mb.name);
-            let children = boxes.iter().any(|o| o.name.starts_with(&prefix));
-            let mut attrs = vec![if children { "\\HasChildren".to_string() } else { "\\HasNoChildren".to_string() }];
-            if !lsub {
-                attrs.extend(crate::util::special_use_names(mb.special_use));
-                if mb.subscribed {
-                    attrs.push("\\Subscribed".into());
-                }
-            }
-            let mut l = format!("* {kind} ({}) \"{DELIMITER}\" ", attrs.join(" ")).into_bytes();
-            l.extend(s.encode_name(&mb.name));
-            s.out.extend_from_slice(&l);
-            s.out.extend_from_slice(b"\r\n");
-            if let Some(items) = status_items {
-                // LIST-STATUS (RFC 5819): the STATUS of each listed mailbox.
-                let line = status_line(s, account, &mb.name, items);
-                if let Some(line) = line {
-                    s.out.extend(line);
-                }
+    }
+    if root && !request.lsub {
+        // RFC 9051 section 6.3.9: an empty pattern asks for the delimiter and the root.
+        s.line(&format!("* LIST (\\Noselect) \"{DELIMITER}\" \"\""));
+    }
+    if request.patterns.is_empty() {
+        return;
+    }
+    let Ok(boxes) = s.ctx.store.mailboxes(account) else { return };
+    let Ok(subscriptions) = s.ctx.store.subscriptions(account) else { return };
+    let mailboxes = boxes.into_iter().map(|mb| (mb.name, mb.special_use)).collect();
+    let subscriptions = subscriptions.into_iter().collect();
+    let kind = if request.lsub { "LSUB" } else { "LIST" };
+    for entry in super::list::list(&mailboxes, &subscriptions, &request) {
+        let mut l = format!("* {kind} ({}) \"{DELIMITER}\" ", entry.attributes.join(" ")).into_bytes();
+        l.extend(s.encode_name(&entry.name));
+        if !entry.child_info.is_empty() {
+            let items: Vec<String> = entry.child_info.iter().map(|c| format!("\"{c}\"")).collect();
+            l.extend(format!(" (\"CHILDINFO\" ({}))", items.join(" ")).into_bytes());
+        }
+        l.extend_from_slice(b"\r\n");
+        s.out.extend(l);
+        if let Some(items) = status_items.filter(|_| entry.selectable) {
+            // LIST-STATUS (RFC 5819): the STATUS of each listed mailbox that can be selected.
+            if let Some(line) = status_line(s, account, &entry.name, items) {
+                s.out.extend(line);
             }
         }
     }
@@ -1861,14 +1848,6 @@ fn search(s: &mut Session, tag: &Tag, uid: bool, returns: Option<Vec<SearchRetur
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn list_patterns() {
-        let m = |p: &str, n: &str| matches(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
-        assert!(m("*", "INBOX") && m("*", "a/b/c") && m("a/*", "a/b/c"));
-        assert!(m("%", "Sent") && !m("%", "a/b") && m("a/%", "a/b") && !m("a/%", "a/b/c"));
-        assert!(m("S%t", "Sent") && !m("x*", "Sent"));
-    }
 
     #[test]
     fn object_ids_round_trip_and_other_spellings_match_nothing() {

@@ -572,9 +572,183 @@ def model_run(seed):
         m.c.cmd("LOGOUT")
 
 
+def list_extended():
+    """LIST-EXTENDED (RFC 5258 section 5), LIST-STATUS (RFC 5819) and LSUB (RFC 3501 section
+    6.3.9): the exact untagged lines for the examples on the examples' hierarchies."""
+    r = Raw()
+    assert r.cmd("LOGIN dave@example.test dave-secret")[1].startswith(b"t1 OK")
+
+    def run(command):
+        untagged, done = r.cmd(command)
+        assert done.startswith(b"t%d OK" % r.n), (command, done)
+        return [l.decode().rstrip("\r\n") for l in untagged]
+
+    def expect(command, lines):
+        got = run(command)
+        assert got == lines, (command, got, lines)
+
+    def reset(mailboxes, subscriptions):
+        """INBOX and `mailboxes` exist, exactly `subscriptions` are subscribed."""
+        for l in run('LSUB "" "*"'):
+            run("UNSUBSCRIBE " + l.split(' "/" ', 1)[1])
+        for l in reversed(run('LIST "" "*"')):
+            name = l.split(' "/" ', 1)[1]
+            if name != "INBOX":
+                run("DELETE " + name)
+        for m in mailboxes:
+            run("CREATE " + m)
+        for m in subscriptions:
+            run("SUBSCRIBE " + m)
+
+    # RFC 5258 examples 5.1 to 5.7 (those without remote mailboxes).
+    reset(["Fruit", "Fruit/Apple", "Fruit/Banana", "Tofu", "Vegetable", "Vegetable/Broccoli", "Vegetable/Corn"],
+          ["Fruit/Banana", "Fruit/Peach", "Vegetable", "Vegetable/Broccoli"])
+    everything = ["Fruit", "Fruit/Apple", "Fruit/Banana", "INBOX", "Tofu", "Vegetable", "Vegetable/Broccoli",
+                  "Vegetable/Corn"]
+    # 5.1, plain: what IMAP4rev1 clients expect (children, no \Subscribed).
+    expect('LIST "" "*"', [
+        '* LIST (\\HasChildren) "/" Fruit',
+        '* LIST (\\HasNoChildren) "/" Fruit/Apple',
+        '* LIST (\\HasNoChildren) "/" Fruit/Banana',
+        '* LIST (\\HasNoChildren) "/" INBOX',
+        '* LIST (\\HasNoChildren) "/" Tofu',
+        '* LIST (\\HasChildren) "/" Vegetable',
+        '* LIST (\\HasNoChildren) "/" Vegetable/Broccoli',
+        '* LIST (\\HasNoChildren) "/" Vegetable/Corn',
+    ])
+    # 5.1, extended with nothing asked: nothing but the names.
+    expect('LIST () "" "*" RETURN ()', ['* LIST () "/" ' + n for n in everything])
+    # 5.2: the subscribed names, one of which does not exist.
+    expect('LIST (SUBSCRIBED) "" "*"', [
+        '* LIST (\\Subscribed) "/" Fruit/Banana',
+        '* LIST (\\NonExistent \\Subscribed) "/" Fruit/Peach',
+        '* LIST (\\Subscribed) "/" Vegetable',
+        '* LIST (\\Subscribed) "/" Vegetable/Broccoli',
+    ])
+    # 5.3: children, and only children.
+    expect('LIST () "" "%" RETURN (CHILDREN)', [
+        '* LIST (\\HasChildren) "/" Fruit',
+        '* LIST (\\HasNoChildren) "/" INBOX',
+        '* LIST (\\HasNoChildren) "/" Tofu',
+        '* LIST (\\HasChildren) "/" Vegetable',
+    ])
+    # 5.6: every mailbox with its subscription state (not the subscribed name that does not exist).
+    expect('LIST "" "*" RETURN (SUBSCRIBED)', [
+        '* LIST () "/" Fruit',
+        '* LIST () "/" Fruit/Apple',
+        '* LIST (\\Subscribed) "/" Fruit/Banana',
+        '* LIST () "/" INBOX',
+        '* LIST () "/" Tofu',
+        '* LIST (\\Subscribed) "/" Vegetable',
+        '* LIST (\\Subscribed) "/" Vegetable/Broccoli',
+        '* LIST () "/" Vegetable/Corn',
+    ])
+    # 5.7: several patterns, each name once.
+    expect('LIST "" ("INBOX" "Vegetable" "Fruit/%" "Fruit/*")', [
+        '* LIST () "/" Fruit/Apple',
+        '* LIST () "/" Fruit/Banana',
+        '* LIST () "/" INBOX',
+        '* LIST () "/" Vegetable',
+    ])
+    # LIST-STATUS: no STATUS for the subscribed name that does not exist.
+    expect('LIST (SUBSCRIBED) "" "Fruit/*" RETURN (STATUS (MESSAGES UNSEEN))', [
+        '* LIST (\\Subscribed) "/" Fruit/Banana',
+        '* STATUS Fruit/Banana (MESSAGES 0 UNSEEN 0)',
+        '* LIST (\\NonExistent \\Subscribed) "/" Fruit/Peach',
+    ])
+    # LSUB keeps subscriptions to names that do not exist.
+    expect('LSUB "" "Fruit/*"', ['* LSUB (\\HasNoChildren) "/" Fruit/Banana', '* LSUB () "/" Fruit/Peach'])
+
+    # 5.8: RECURSIVEMATCH.
+    reset(["Foo", "Foo/Bar", "Foo/Baz", "Moo"], [])
+    expect('LIST "" "*"', [
+        '* LIST (\\HasChildren) "/" Foo',
+        '* LIST (\\HasNoChildren) "/" Foo/Bar',
+        '* LIST (\\HasNoChildren) "/" Foo/Baz',
+        '* LIST (\\HasNoChildren) "/" INBOX',
+        '* LIST (\\HasNoChildren) "/" Moo',
+    ])
+    expect('LIST "" "%" RETURN (CHILDREN)', [
+        '* LIST (\\HasChildren) "/" Foo',
+        '* LIST (\\HasNoChildren) "/" INBOX',
+        '* LIST (\\HasNoChildren) "/" Moo',
+    ])
+    run("SUBSCRIBE Foo/Baz")
+    expect('LIST (SUBSCRIBED) "" "*"', ['* LIST (\\Subscribed) "/" Foo/Baz'])
+    expect('LIST (SUBSCRIBED) "" "%"', [])
+    expect('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', ['* LIST () "/" Foo ("CHILDINFO" ("SUBSCRIBED"))'])
+    run("SUBSCRIBE Foo")
+    expect('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', ['* LIST (\\Subscribed) "/" Foo ("CHILDINFO" ("SUBSCRIBED"))'])
+    # 5.8 A2: the parent does not exist.
+    run("UNSUBSCRIBE Foo")
+    run("UNSUBSCRIBE Foo/Baz")
+    run("SUBSCRIBE Xyzzy/Plugh")
+    expect('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', ['* LIST (\\NonExistent) "/" Xyzzy ("CHILDINFO" ("SUBSCRIBED"))'])
+    run("UNSUBSCRIBE Xyzzy/Plugh")
+    expect('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', [])
+    run("SUBSCRIBE Foo")
+    run("SUBSCRIBE Moo")
+    expect('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (CHILDREN)', [
+        '* LIST (\\HasChildren \\Subscribed) "/" Foo',
+        '* LIST (\\HasNoChildren \\Subscribed) "/" Moo',
+    ])
+
+    # 5.9: CHILDINFO only where a subscribed descendant is not listed itself.
+    reset(["foo2", "foo2/bar1", "foo2/bar2", "baz2", "baz2/bar2", "baz2/bar22", "baz2/bar222", "eps2", "eps2/mamba",
+           "qux2/bar2"],
+          ["foo2/bar1", "foo2/bar2", "baz2/bar2", "baz2/bar22", "baz2/bar222", "eps2", "eps2/mamba", "qux2/bar2"])
+    run("DELETE qux2")
+    expect('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*2"', [
+        '* LIST (\\Subscribed) "/" baz2/bar2',
+        '* LIST (\\Subscribed) "/" baz2/bar22',
+        '* LIST (\\Subscribed) "/" baz2/bar222',
+        '* LIST (\\Subscribed) "/" eps2 ("CHILDINFO" ("SUBSCRIBED"))',
+        '* LIST () "/" foo2 ("CHILDINFO" ("SUBSCRIBED"))',
+        '* LIST (\\Subscribed) "/" foo2/bar2',
+        '* LIST (\\Subscribed) "/" qux2/bar2',
+    ])
+    # A deleted parent (qux2) is a level of hierarchy for "%".
+    expect('LIST "" "%"', [
+        '* LIST (\\HasNoChildren) "/" INBOX',
+        '* LIST (\\HasChildren) "/" baz2',
+        '* LIST (\\HasChildren) "/" eps2',
+        '* LIST (\\HasChildren) "/" foo2',
+        '* LIST (\\Noselect \\HasChildren) "/" qux2',
+    ])
+    expect('LIST () "" "qux2" RETURN (CHILDREN)', ['* LIST (\\NonExistent \\HasChildren) "/" qux2'])
+    expect('LIST "" "qux2" RETURN (STATUS (MESSAGES))', ['* LIST (\\NonExistent) "/" qux2'])
+
+    # RFC 3501 section 6.3.9's LSUB example ("/" for "."): a parent shown \Noselect for "%".
+    reset(["news/comp/mail/misc", "news/comp/mail/mime", "news/comp/mail/sanity"],
+          ["news/comp/mail/misc", "news/comp/mail/mime"])
+    expect('LSUB "news/" "comp/mail/*"', [
+        '* LSUB (\\HasNoChildren) "/" news/comp/mail/mime',
+        '* LSUB (\\HasNoChildren) "/" news/comp/mail/misc',
+    ])
+    expect('LSUB "news/" "comp/%"', ['* LSUB (\\Noselect) "/" news/comp/mail'])
+    expect('LIST (SUBSCRIBED RECURSIVEMATCH) "news/" "comp/%"',
+           ['* LIST () "/" news/comp/mail ("CHILDINFO" ("SUBSCRIBED"))'])
+
+    # SPECIAL-USE (RFC 6154) as a selection and as a return option.
+    reset([], [])
+    run("CREATE Bin (USE (\\Trash))")
+    run("CREATE Old/Sent (USE (\\Sent))")
+    expect('LIST (SPECIAL-USE) "" "*"', ['* LIST (\\Trash) "/" Bin', '* LIST (\\Sent) "/" Old/Sent'])
+    expect('LIST "" "%" RETURN (SPECIAL-USE)', ['* LIST (\\Trash) "/" Bin', '* LIST () "/" INBOX', '* LIST () "/" Old'])
+    expect('LIST (SPECIAL-USE RECURSIVEMATCH) "" "%" RETURN (CHILDREN)', [
+        '* LIST (\\HasNoChildren \\Trash) "/" Bin',
+        '* LIST (\\HasChildren) "/" Old ("CHILDINFO" ("SPECIAL-USE"))',
+    ])
+    # The root and the delimiter; RECURSIVEMATCH alone is refused.
+    expect('LIST "" ""', ['* LIST (\\Noselect) "/" ""'])
+    _, done = r.cmd('LIST (RECURSIVEMATCH) "" "*"')
+    assert done.startswith(b"t%d BAD" % r.n), done
+    r.cmd("LOGOUT")
+    print("list_extended ok")
+
+
 SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, threadid, compress, model,
-                                      mbsync_server_changes,
-                                      mbsync_server_state]}
+                                      mbsync_server_changes, mbsync_server_state, list_extended]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()
