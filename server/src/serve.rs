@@ -33,6 +33,9 @@ pub fn run(config: &Config) -> Result<i32, CmdError> {
         .map_err(|e| CmdError::new(format!("cannot set up signal handling: {e}")))?;
 
     let store = Store::open(&config.data_dir, Options::default()).map_err(|e| CmdError::new(e.to_string()))?;
+    // Opening a big store needs about as much memory again as the store keeps (the snapshot
+    // read and decoded); mimalloc would hand it back only on later purges.
+    crate::util::release_free_memory();
     log_recovery(config, &store);
 
     let served = runtime.block_on(serve(config.clone(), store.clone(), signals));
