@@ -143,16 +143,22 @@ fn corpus_parses_with_consistent_offsets_and_round_trips() {
     assert!(with_from >= 295, "{with_from}");
 }
 
+/// `raw` with every bare LF made CRLF.
+fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    let mut crlf = Vec::with_capacity(raw.len() * 11 / 10);
+    for &b in raw {
+        if b == b'\n' && crlf.last() != Some(&b'\r') {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+    }
+    crlf
+}
+
 #[test]
 fn corpus_crlf_versions_have_the_same_structure() {
     for (path, raw) in corpus() {
-        let mut crlf = Vec::with_capacity(raw.len() * 11 / 10);
-        for &b in &raw {
-            if b == b'\n' && crlf.last() != Some(&b'\r') {
-                crlf.push(b'\r');
-            }
-            crlf.push(b);
-        }
+        let crlf = to_crlf(&raw);
         let a = parse(&raw);
         let b = parse(&crlf);
         assert_eq!(a.envelope, b.envelope, "{}", path.display());
@@ -262,13 +268,7 @@ fn mutated_encodings_never_panic() {
 fn structure_scan_agrees_with_the_full_parse() {
     let mut compared = 0;
     for (path, raw) in corpus() {
-        let mut crlf = Vec::with_capacity(raw.len() * 11 / 10);
-        for &b in &raw {
-            if b == b'\n' && crlf.last() != Some(&b'\r') {
-                crlf.push(b'\r');
-            }
-            crlf.push(b);
-        }
+        let crlf = to_crlf(&raw);
         for message in [&raw, &crlf] {
             let cuts = (1..8).map(|k| message.len() * k / 8);
             for cut in cuts.chain([message.len()]) {

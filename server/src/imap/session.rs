@@ -348,7 +348,7 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
                             // Seen now: a commit after this point wakes the IDLE.
                             w.borrow_and_update();
                         }
-                        command(&mut s, cmd, &conn).await;
+                        command(&mut s, cmd, &mut conn).await;
                         if let (Some(a), None) = (s.account(), watch.as_ref()) {
                             watch = Some(ctx.store.watch(a));
                         }
@@ -535,7 +535,7 @@ async fn finish_login(s: &mut Session, conn: &Connection, tag: &Tag, mech: &str,
     }
 }
 
-async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
+async fn command(s: &mut Session, cmd: Command, conn: &mut Connection) {
     let Command { tag, body } = cmd;
     let body_kind = if matches!(body, CommandBody::Examine { .. }) { BodyKind::Examine } else { BodyKind::Other };
     let authed = s.user.is_some();
@@ -811,7 +811,11 @@ async fn command(s: &mut Session, cmd: Command, conn: &Connection) {
             if uid && !attrs.contains(&FetchAttribute::Uid) {
                 attrs.insert(0, FetchAttribute::Uid);
             }
-            let trouble = fetch(s, &uids, &attrs);
+            let Ok(trouble) = fetch_streamed(s, conn, &uids, &attrs).await else {
+                // The connection broke while the answer was written: the session ends at its
+                // next read or write.
+                return;
+            };
             s.updates_except(false, &trouble.seen_set);
             if trouble.unknown_cte {
                 s.no(&tag, "[UNKNOWN-CTE] A part is in an unknown transfer encoding");
@@ -1234,7 +1238,50 @@ struct FetchTrouble {
     seen_set: Vec<Uid>,
 }
 
+/// Messages rendered between two looks at the output buffer during a FETCH.
+const FETCH_CHUNK: usize = 64;
+
+/// Output a FETCH lets pile up before it is written: the response goes out in pieces of
+/// about this size instead of whole (a first sync of 100,000 messages is ~56 MB, per client).
+const FETCH_FLUSH_BYTES: usize = 256 << 10;
+
+/// What a FETCH reads once, before its messages are rendered (in chunks).
+struct FetchPlan {
+    view: View,
+    store: postlog_engine::Store,
+    show_flags: bool,
+    msgs: HashMap<Uid, MessageEntry>,
+    keywords: Vec<String>,
+}
+
+/// A whole FETCH of `uids`, answered into the session's output at once.
 fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTrouble {
+    let (plan, mut trouble) = fetch_start(s, uids, attrs);
+    fetch_some(s, &plan, uids, attrs, &mut trouble);
+    trouble
+}
+
+/// A FETCH of `uids` written out as it goes (`FETCH_FLUSH_BYTES` at a time), so a session's
+/// memory does not grow with the size of the answer. `Err` when the connection broke.
+async fn fetch_streamed(
+    s: &mut Session,
+    conn: &mut Connection,
+    uids: &[Uid],
+    attrs: &[FetchAttribute],
+) -> std::io::Result<FetchTrouble> {
+    let (plan, mut trouble) = fetch_start(s, uids, attrs);
+    for chunk in uids.chunks(FETCH_CHUNK) {
+        fetch_some(s, &plan, chunk, attrs, &mut trouble);
+        if s.out.len() >= FETCH_FLUSH_BYTES {
+            flush(conn, s).await?;
+        }
+    }
+    Ok(trouble)
+}
+
+/// Sets \Seen where the FETCH asks for it and reads the flags to show, once for the whole
+/// FETCH.
+fn fetch_start(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> (FetchPlan, FetchTrouble) {
     let mut trouble = FetchTrouble::default();
     let view = s.selected.as_ref().expect("selected").clone();
     let store = s.ctx.store.clone();
@@ -1258,6 +1305,13 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
             (msgs, mb.keywords.clone())
         })
         .unwrap_or_default();
+    (FetchPlan { view, store, show_flags, msgs, keywords }, trouble)
+}
+
+/// Renders the FETCH responses of `uids` (a chunk of the FETCH `plan` was made for).
+fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAttribute], trouble: &mut FetchTrouble) {
+    let FetchPlan { view, store, show_flags, msgs, keywords } = plan;
+    let show_flags = *show_flags;
     'messages: for &uid in uids {
         let Some(seq) = view.seq(uid) else { continue };
         let Some(m) = msgs.get(&uid) else {
@@ -1293,9 +1347,12 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
                 _ => None,
             };
             if cached_fields.is_some() && meta.is_none() && raw.is_none() {
-                let Some(mm) = read_meta(&store, &view, uid) else {
-                    trouble.unreadable = true;
-                    continue 'messages;
+                let mm = match read_meta(store, view, uid) {
+                    Ok(v) => v,
+                    Err(why) => {
+                        why.note(trouble);
+                        continue 'messages;
+                    }
                 };
                 meta = Some(mm);
             }
@@ -1322,16 +1379,22 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
             let need_meta = (need_raw && !whole)
                 || matches!(a, FetchAttribute::Envelope | FetchAttribute::Body | FetchAttribute::BodyStructure);
             if need_raw && raw.is_none() {
-                let Some(r) = read_raw(&store, &view, uid) else {
-                    trouble.unreadable = true;
-                    continue 'messages;
+                let r = match read_raw(store, view, uid) {
+                    Ok(v) => v,
+                    Err(why) => {
+                        why.note(trouble);
+                        continue 'messages;
+                    }
                 };
                 raw = Some(r);
             }
             if need_meta && meta.is_none() {
-                let Some(mm) = read_meta(&store, &view, uid) else {
-                    trouble.unreadable = true;
-                    continue 'messages;
+                let mm = match read_meta(store, view, uid) {
+                    Ok(v) => v,
+                    Err(why) => {
+                        why.note(trouble);
+                        continue 'messages;
+                    }
                 };
                 meta = Some(mm);
             }
@@ -1439,25 +1502,50 @@ fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTroubl
         out.extend_from_slice(b")\r\n");
         s.out.extend(out);
     }
-    trouble
 }
 
-/// The message's bytes; a read error is logged (the FETCH then answers NO).
-fn read_raw(store: &postlog_engine::Store, view: &View, uid: Uid) -> Option<Vec<u8>> {
-    store
-        .read_message(view.account, view.mailbox, uid)
-        .inspect_err(|e| tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message"))
-        .ok()
+/// Why a message of a FETCH could not be read.
+enum Unread {
+    /// Expunged (by another session) since the FETCH began: `[EXPUNGEISSUED]`.
+    Gone,
+    /// A read error, logged: `[SERVERBUG]`.
+    Failed,
 }
 
-/// The message's metadata; a read error is logged (the FETCH then answers NO).
-fn read_meta(store: &postlog_engine::Store, view: &View, uid: Uid) -> Option<MessageMeta> {
-    store
-        .meta(view.account, view.mailbox, uid)
-        .inspect_err(|e| {
-            tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message's metadata")
-        })
-        .ok()
+impl Unread {
+    fn of(e: &postlog_engine::ReadError) -> Unread {
+        use postlog_engine::ReadError::{NoSuchAccount, NoSuchMailbox, NoSuchMessage};
+        if matches!(e, NoSuchMessage(_) | NoSuchMailbox | NoSuchAccount) { Unread::Gone } else { Unread::Failed }
+    }
+
+    fn note(self, trouble: &mut FetchTrouble) {
+        match self {
+            Unread::Gone => trouble.expunged = true,
+            Unread::Failed => trouble.unreadable = true,
+        }
+    }
+}
+
+/// The message's bytes; a read error other than the message being gone is logged.
+fn read_raw(store: &postlog_engine::Store, view: &View, uid: Uid) -> Result<Vec<u8>, Unread> {
+    store.read_message(view.account, view.mailbox, uid).map_err(|e| {
+        let why = Unread::of(&e);
+        if matches!(why, Unread::Failed) {
+            tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message");
+        }
+        why
+    })
+}
+
+/// The message's metadata; a read error other than the message being gone is logged.
+fn read_meta(store: &postlog_engine::Store, view: &View, uid: Uid) -> Result<MessageMeta, Unread> {
+    store.meta(view.account, view.mailbox, uid).map_err(|e| {
+        let why = Unread::of(&e);
+        if matches!(why, Unread::Failed) {
+            tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message's metadata");
+        }
+        why
+    })
 }
 
 fn names(f: &[postlog_protocol::imap::AString]) -> Vec<String> {
