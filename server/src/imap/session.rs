@@ -1403,7 +1403,7 @@ fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAtt
             match a {
                 FetchAttribute::Uid => out.extend(format!("UID {uid}").bytes()),
                 FetchAttribute::Flags => {
-                    out.extend(format!("FLAGS ({})", flag_list(e.flags, e.keywords, &keywords)).bytes())
+                    out.extend(format!("FLAGS ({})", flag_list(e.flags, e.keywords, keywords)).bytes())
                 }
                 FetchAttribute::InternalDate => {
                     out.extend(format!("INTERNALDATE {}", internal_date(e.internal_date)).bytes())
