@@ -198,7 +198,17 @@ pub(super) fn scan<'x>(parser: &MessageParser, raw: &'x [u8]) -> Option<Message<
             // only the innermost one, then loses the enclosing message when the multipart
             // ends; its debug build asserts there.)
             while frame.reading == Reading::Message {
-                let Some((mut outer, Some(mut enclosing))) = stack.pop() else { break 'parts };
+                let (mut outer, mut enclosing) = match stack.pop() {
+                    Some((outer, Some(enclosing))) => (outer, enclosing),
+                    other => {
+                        // Only an encapsulated message inherits a delimiter, so one encloses
+                        // this frame. Should that ever not hold, what is open is closed at
+                        // the end of the input below.
+                        debug_assert!(false, "a message frame under a delimiter without an enclosing message");
+                        stack.extend(other);
+                        break 'parts;
+                    }
+                };
                 let boundary = frame.boundary.as_deref().unwrap_or_default();
                 let end = end_before_delimiter(raw, stream.offset(), boundary);
                 close_message(&mut enclosing, frame.container, message, end);
