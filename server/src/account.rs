@@ -1,6 +1,6 @@
 //! `postlog account add|list`.
 
-use postlog_engine::{Options, Store, special_use};
+use postlog_engine::{Store, special_use};
 
 use crate::config::Config;
 use crate::util::{CmdError, exit, human_bytes, validate_address};
@@ -16,7 +16,7 @@ pub const DEFAULT_MAILBOXES: [(&str, u8); 5] = [
 
 /// Opens the store for writing (takes its lock).
 pub fn open_store(config: &Config) -> Result<Store, CmdError> {
-    Store::open(&config.data_dir, Options::default()).map_err(|e| match e {
+    Store::open(&config.data_dir, config.store_options()).map_err(|e| match e {
         postlog_engine::OpenError::Locked { .. } => CmdError::new(format!("{e}; stop the server first")),
         e => CmdError::new(e.to_string()),
     })

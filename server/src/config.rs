@@ -79,6 +79,9 @@ ca_file = ""
 lock_session = true
 login_delay = 0
 
+[store]
+zstd_level = 1
+
 [log]
 level = "info"
 format = "text"
@@ -90,7 +93,7 @@ pub const LISTENERS: [&str; 9] =
 
 /// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
 /// documented and set in the example file.
-pub const KEYS: [&str; 70] = [
+pub const KEYS: [&str; 72] = [
     "hostname",
     "data_dir",
     "resolver",
@@ -148,6 +151,7 @@ pub const KEYS: [&str; 70] = [
     "relay.tls",
     "pop3.lock_session",
     "pop3.login_delay",
+    "store.zstd_level",
     "log.level",
     "log.format",
     // Tables themselves, so that the docs name each one.
@@ -162,6 +166,7 @@ pub const KEYS: [&str; 70] = [
     "[relay]",
     "[routes]",
     "[pop3]",
+    "[store]",
 ];
 
 /// The longest duration any key accepts: one year. Larger values would overflow timers.
@@ -184,7 +189,14 @@ struct RawConfig {
     relay: Option<RawRelay>,
     routes: Option<toml::Table>,
     pop3: Option<RawPop3>,
+    store: Option<RawStore>,
     log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    zstd_level: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -589,6 +601,18 @@ pub struct Queue {
     pub ca_file: Option<PathBuf>,
 }
 
+/// `[store]`: how the store writes what it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// zstd level of message bodies written from now on (bodies already stored keep theirs;
+    /// every level reads back alike). Negative levels are zstd's fast ones.
+    pub zstd_level: i32,
+}
+
+/// The most and least a `store.zstd_level` may be: zstd's fast levels down to -7, its
+/// strongest 19 (20 and up need much more memory to decompress).
+const ZSTD_LEVELS: std::ops::RangeInclusive<i64> = -7..=19;
+
 /// `[pop3]`: the POP3 front ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pop3 {
@@ -657,6 +681,7 @@ pub struct Config {
     /// Per recipient domain (lower case), where its mail goes instead of its MX hosts.
     pub routes: std::collections::BTreeMap<String, NextHop>,
     pub pop3: Pop3,
+    pub store: StoreSettings,
     pub log: Log,
 }
 
@@ -673,6 +698,11 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// The store's options as configured (`[store]`), the engine's defaults otherwise.
+    pub fn store_options(&self) -> postlog_engine::Options {
+        postlog_engine::Options { zstd_level: self.store.zstd_level, ..postlog_engine::Options::default() }
+    }
+
     /// The embedded defaults, with the system's host name (`gethostname`), or `localhost` when
     /// the system's name is not a valid host name.
     pub fn defaults() -> Config {
@@ -736,6 +766,7 @@ impl Config {
             relay: None,
             routes: std::collections::BTreeMap::new(),
             pop3: Pop3 { lock_session: false, login_delay: zero },
+            store: StoreSettings { zstd_level: 0 },
             log: Log { level: LogLevel::Info, format: LogFormat::Text },
         };
         cfg.merge_str(DEFAULT_CONFIG, "the embedded defaults").expect("the embedded defaults are valid");
@@ -949,6 +980,22 @@ impl Config {
             if let Some(x) = &p.login_delay {
                 self.pop3.login_delay = Duration::from_secs(v.int(x, "pop3.login_delay", 0, 86_400)?);
             }
+        }
+        if let Some(st) = &raw.store
+            && let Some(x) = &st.zstd_level
+        {
+            let level = x.as_integer().filter(|l| ZSTD_LEVELS.contains(l)).ok_or_else(|| {
+                v.err(
+                    "store.zstd_level",
+                    format!(
+                        "must be a whole number from {} to {}, not {}",
+                        ZSTD_LEVELS.start(),
+                        ZSTD_LEVELS.end(),
+                        describe(x)
+                    ),
+                )
+            })?;
+            self.store.zstd_level = i32::try_from(level).expect("in ZSTD_LEVELS");
         }
         if let Some(l) = &raw.log {
             if let Some(x) = &l.level {
@@ -1329,6 +1376,11 @@ mod tests {
         );
         assert_eq!(c.quota.default_limit(), None);
         assert_eq!(c.pop3, Pop3 { lock_session: true, login_delay: Duration::ZERO });
+        assert_eq!(c.store, StoreSettings { zstd_level: 1 });
+        assert_eq!(c.store_options().zstd_level, 1);
+        let mut fast = Config::defaults();
+        fast.merge_str("[store]\nzstd_level = -3\n", "t").unwrap();
+        assert_eq!(fast.store_options().zstd_level, -3);
         assert_eq!(c.log, Log { level: LogLevel::Info, format: LogFormat::Text });
     }
 
@@ -1404,6 +1456,10 @@ mod tests {
             ("[pop3]\nlogin_delay = -1\n", "pop3.login_delay"),
             ("[pop3]\nlogin_delay = 100000\n", "pop3.login_delay"),
             ("[pop3]\nlock = true\n", "lock"),
+            ("[store]\nzstd_level = 20\n", "store.zstd_level"),
+            ("[store]\nzstd_level = -8\n", "store.zstd_level"),
+            ("[store]\nzstd_level = \"fast\"\n", "store.zstd_level"),
+            ("[store]\nlevel = 1\n", "level"),
             ("[log]\nlevel = \"verbose\"\n", "log.level"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("tls = 3\n", "tls"),

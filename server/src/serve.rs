@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use postlog_engine::{Options, Store};
+use postlog_engine::Store;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::Config;
@@ -32,7 +32,7 @@ pub fn run(config: &Config) -> Result<i32, CmdError> {
         .block_on(async { Signals::new() })
         .map_err(|e| CmdError::new(format!("cannot set up signal handling: {e}")))?;
 
-    let store = Store::open(&config.data_dir, Options::default()).map_err(|e| CmdError::new(e.to_string()))?;
+    let store = Store::open(&config.data_dir, config.store_options()).map_err(|e| CmdError::new(e.to_string()))?;
     // Opening a big store needs about as much memory again as the store keeps (the snapshot
     // read and decoded); mimalloc would hand it back only on later purges.
     crate::util::release_free_memory();

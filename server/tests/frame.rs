@@ -392,6 +392,7 @@ fn config_errors_stop_the_start_naming_the_key() {
         ("[quota]\ndefault = \"lots\"\n".into(), vec!["quota.default".into()]),
         ("[auth]\nplaintext_on_loopback = 1\n".into(), vec!["auth.plaintext_on_loopback".into()]),
         ("[log]\nlevel = \"loud\"\n".into(), vec!["log.level".into()]),
+        ("[store]\nzstd_level = 22\n".into(), vec!["store.zstd_level".into(), "-7 to 19".into()]),
         (
             format!("[listen]\n{}", all_off.replace("pop3 = \"off\"", &format!("pop3 = \"127.0.0.1:{taken_port}\""))),
             vec!["listen.pop3".into(), format!("127.0.0.1:{taken_port}"), "in use".into()],
@@ -463,6 +464,7 @@ fn the_example_config_loads_and_documents_every_key() {
     assert_eq!(example.quota, defaults.quota);
     assert_eq!(example.log, defaults.log);
     assert_eq!(example.queue, defaults.queue);
+    assert_eq!(example.store, defaults.store);
     assert_eq!((example.resolver, &example.relay, example.routes.len()), (None, &None, 0));
 
     let example_text = fs::read_to_string(&example_path).unwrap();
