@@ -96,10 +96,16 @@ pub fn list(mailboxes: &BTreeMap<String, u8>, subscriptions: &BTreeSet<String>, 
     let mut out = Vec::new();
     for &name in candidates.iter().filter(|n| matched(n)) {
         let prefix = format!("{name}{DELIMITER}");
-        let mut below = candidates.range::<&str, _>(prefix.as_str()..).take_while(|d| d.starts_with(&prefix));
-        let hidden_below = below.any(|d| selected(d) && !matched(d));
         let is_selected = selected(name);
-        if !is_selected && !(hidden_below && (recursive || hierarchy)) {
+        // Whether a descendant meets the selection but no pattern reaches it: a walk over the
+        // descendants, taken only where the answer matters (RECURSIVEMATCH, or a name shown
+        // only as a level of hierarchy).
+        let hidden_below = (recursive || (!is_selected && hierarchy))
+            && candidates
+                .range::<&str, _>(prefix.as_str()..)
+                .take_while(|d| d.starts_with(&prefix))
+                .any(|d| selected(d) && !matched(d));
+        if !is_selected && !hidden_below {
             continue;
         }
         let exists = mailboxes.contains_key(name);
