@@ -597,3 +597,35 @@ fn check_accepts_a_compacted_store_and_catches_a_snapshot_that_disagrees() {
     let out = run_code(&["check", "--data", s(&data)], 1);
     assert!(text(&out.stdout).contains("thread tables differ"), "{}", text(&out.stdout));
 }
+
+/// `store.zstd_level` is what `import` writes with: the same 250 messages take more room at
+/// zstd's fastest level than at its strongest, and read back the same.
+#[test]
+fn import_compresses_at_the_configured_zstd_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    let mut dumps = Vec::new();
+    for level in [-7, 19] {
+        let dir = tmp.path().join(format!("level{level}"));
+        let data = dir.join("data");
+        let config = dir.join("postlog.toml");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(&config, format!("data_dir = {:?}\n[store]\nzstd_level = {level}\n", s(&data))).unwrap();
+        let out = run_code(
+            &["import", "--config", s(&config), "--account", ALICE, "--eml-dir", s(&ham()), "--create-account"],
+            0,
+        );
+        assert!(text(&out.stdout).contains("imported 250 messages"), "{}", text(&out.stdout));
+        sizes.push(fs::metadata(segment(&data, 1)).unwrap().len());
+        let export = dir.join("export");
+        run_code(&["export", "--data", s(&data), "--account", ALICE, "--maildir", s(&export)], 0);
+        // The INBOX of an export is the Maildir root (`cur/`).
+        let mut bodies: Vec<Vec<u8>> =
+            fs::read_dir(export.join("cur")).unwrap().map(|e| fs::read(e.unwrap().path()).unwrap()).collect();
+        bodies.sort();
+        dumps.push(bodies);
+    }
+    assert!(sizes[0] > sizes[1] * 5 / 4, "level -7 wrote {} bytes, level 19 {}", sizes[0], sizes[1]);
+    assert_eq!(dumps[0].len(), 250);
+    assert_eq!(dumps[0], dumps[1], "the two stores read back differently");
+}

@@ -53,6 +53,18 @@ fn threadid_and_emailid_fetch_and_search() {
     assert_eq!(status.code(), Some(0), "{log:?}");
 }
 
+/// A FETCH answer of about 700 KB (written out in pieces as it is rendered) reaches Python's
+/// imaplib whole and in order, PEEK and non-PEEK.
+#[test]
+fn a_big_fetch_arrives_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let server = Server::start(tmp.path(), "");
+    python(&server, "big_fetch");
+    let (status, log) = server.stop();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+}
+
 /// LIST-EXTENDED, RECURSIVEMATCH, LIST-STATUS, SPECIAL-USE and LSUB: the exact untagged lines
 /// of the RFC 5258 section 5 examples (and RFC 3501's LSUB example) on a fresh account.
 #[test]

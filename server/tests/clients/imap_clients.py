@@ -364,6 +364,34 @@ def sort_thread():
     print("sort_thread ok")
 
 
+def big_fetch():
+    """A FETCH whose answer (about 700 KB) is written in pieces while it is rendered: every
+    message comes back whole and in order, and a non-peek FETCH shows \\Seen on all of them."""
+    m = imaplib.IMAP4(HOST, PORTS["imap"])
+    ok(m.login("bob@example.test", "bob-secret"))
+    ok(m.create("Big"))
+    sent = []
+    for i in range(80):
+        body = "".join(f"message {i} line {j} " + "x" * 60 + "\r\n" for j in range(100))
+        raw = f"From: big@remote.test\r\nSubject: big {i}\r\n\r\n{body}".encode()
+        ok(m.append("Big", None, None, raw))
+        sent.append(raw)
+    assert sum(map(len, sent)) > 600_000
+    ok(m.select("Big"))
+    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+    assert typ == "OK", data
+    got = [d[1] for d in data if isinstance(d, tuple)]
+    assert got == sent, [len(g) for g in got]
+    typ, data = m.uid("FETCH", "1:*", "(BODY[])")
+    assert typ == "OK", data
+    # FLAGS follows each literal: imaplib gives it as the bytes after the (head, literal) pair.
+    tails = [d for d in data if isinstance(d, bytes)]
+    assert len(tails) == 80 and all(b"FLAGS (\\Seen)" in t for t in tails), tails[:3]
+    assert [d[1] for d in data if isinstance(d, tuple)] == sent
+    m.logout()
+    print("big_fetch ok")
+
+
 def threadid():
     """OBJECTID (RFC 8474): THREADID from the store's threads; SEARCH THREADID and EMAILID."""
     m = imaplib.IMAP4(HOST, PORTS["imap"])
@@ -747,7 +775,7 @@ def list_extended():
     print("list_extended ok")
 
 
-SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, threadid, compress, model,
+SCENARIOS = {f.__name__: f for f in [basics, authorization, idle, qresync, sort_thread, threadid, big_fetch, compress, model,
                                       mbsync_server_changes, mbsync_server_state, list_extended]}
 
 if __name__ == "__main__":
