@@ -20,6 +20,7 @@
 //! parsing beyond what is cached, network IO, authentication.
 
 pub mod backend;
+mod background;
 mod codec;
 pub mod compaction;
 pub mod error;
@@ -40,7 +41,7 @@ pub use error::{CommitError, OpenError, ReadError};
 pub use record::FlagOp;
 pub use state::{AccountId, MailboxId, MessageEntry, Uid, flag, special_use};
 pub use store::{
-    AppendTarget, Appended, Changes, CopyOutcome, MailboxInfo, Options, PreparedMessage, SideWrites, Store,
-    StoreOutcome, Usage,
+    AppendTarget, Appended, Changes, Compression, CopyOutcome, MailboxInfo, Options, PreparedMessage, SideWrites,
+    Store, StoreOutcome, Usage,
 };
 pub use thread::ThreadId;

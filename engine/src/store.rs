@@ -40,6 +40,16 @@ pub struct Options {
     /// Bodies at least this long are zstd-compressed (when that makes them smaller).
     pub compress_min_bytes: usize,
     pub zstd_level: i32,
+    /// When bodies are compressed: on the caller's thread before the commit, or later by a
+    /// background thread of low priority (see [`Compression`]).
+    pub compression: Compression,
+    /// With [`Compression::Background`]: once bodies waiting for compression add up to this
+    /// many raw bytes, new ones are compressed before their commit again, which bounds the
+    /// disk space the backlog takes.
+    pub compress_backlog_max_bytes: u64,
+    /// With [`Compression::Background`]: whether the store runs its compression thread. Off,
+    /// the backlog is compressed only by [`Store::compress_backlog_now`] (tests, tools).
+    pub compression_thread: bool,
     /// Write a snapshot after this many bytes of log since the last one.
     pub snapshot_every_bytes: u64,
     /// Most bytes of records one group commit gathers.
@@ -52,10 +62,26 @@ impl Default for Options {
             max_segment_bytes: 256 << 20,
             compress_min_bytes: 512,
             zstd_level: 1,
+            compression: Compression::Inline,
+            compress_backlog_max_bytes: 1 << 30,
+            compression_thread: true,
             snapshot_every_bytes: 512 << 20,
             max_batch_bytes: 32 << 20,
         }
     }
+}
+
+/// When message bodies are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// On the appending thread, before the commit: the body is stored compressed at once.
+    Inline,
+    /// After the commit: the body is stored as it came and a background thread (at the lowest
+    /// CPU priority, so it runs when the cores are not busy with appends) writes a compressed
+    /// copy later (a BLOB record for the same blob), which compaction then makes the only one.
+    /// Appends cost less CPU and wait less; the log writes the body twice. Bodies waiting are
+    /// found again at open.
+    Background,
 }
 
 /// Where one appended copy of a message went.
@@ -99,7 +125,8 @@ impl PreparedMessage {
         let parsed = crate::meta::parse(raw);
         let thread_keys = crate::thread::keys(&parsed).into_boxed_slice();
         let meta = parsed.encode();
-        let (codec, stored) = if raw.len() >= options.compress_min_bytes {
+        let inline = options.compression == Compression::Inline;
+        let (codec, stored) = if inline && raw.len() >= options.compress_min_bytes {
             match compress(raw, options.zstd_level) {
                 Ok(c) if c.len() < raw.len() => (Codec::Zstd, c),
                 _ => (Codec::None, raw.to_vec()),
@@ -125,6 +152,11 @@ impl PreparedMessage {
     pub fn thread_keys(&self) -> &[u64] {
         &self.thread_keys
     }
+
+    /// How the body is stored: 0 as is, 1 zstd.
+    pub fn codec(&self) -> u8 {
+        self.codec as u8
+    }
 }
 
 /// A blob copied forward by compaction, its bytes exactly as stored.
@@ -140,7 +172,7 @@ thread_local! {
     static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
 }
 
-fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+pub(crate) fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     ZSTD.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
@@ -286,6 +318,10 @@ enum Op {
     DropSegment {
         segment: u64,
     },
+    /// Compressed copies of blobs stored as they came (`Compression::Background`).
+    Recompress {
+        blobs: Vec<crate::background::Compressed>,
+    },
     Snapshot,
 }
 
@@ -317,6 +353,8 @@ enum Outcome {
     Stored(StoreOutcome),
     Expunged(Vec<Uid>, u64),
     Copied(CopyOutcome),
+    /// Compressed copies committed (told apart from the store's other work).
+    Recompressed,
 }
 
 /// Where the committer sends an operation's result: a blocked thread, or an awaiting task.
@@ -367,6 +405,103 @@ struct Inner {
     watchers: Mutex<HashMap<AccountId, tokio::sync::watch::Sender<u64>>>,
     stats: Stats,
     recovery: RecoveryReport,
+    /// Blobs stored as they came, waiting for background compression.
+    backlog: crate::background::Backlog,
+    /// When the store was opened, and nanoseconds after it of the last commit of anything
+    /// but compressed copies: background compression waits for a quiet moment.
+    opened: std::time::Instant,
+    last_foreground_commit: AtomicU64,
+}
+
+impl Inner {
+    fn submit(&self, op: Op) -> Result<Outcome, CommitError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.enqueue(op, Reply::Blocking(tx))?;
+        rx.recv().unwrap_or(Err(CommitError::Closed))
+    }
+
+    fn enqueue(&self, op: Op, reply: Reply) -> Result<(), CommitError> {
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closing {
+                return Err(CommitError::Closed);
+            }
+            q.requests.push_back(Request { op, reply });
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Compresses one chunk of the backlog and commits the copies. `Ok(false)` when the
+    /// backlog was empty.
+    fn compress_chunk(&self, wait: bool) -> Result<bool, CommitError> {
+        let Some(chunk) = self.backlog.take(wait) else { return Ok(false) };
+        let mut out = Vec::new();
+        for &(blob, _) in &chunk {
+            let from = {
+                let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+                match st.blobs.get(&blob) {
+                    Some(b) if b.refs > 0 && b.codec == Codec::None as u8 => b.data,
+                    _ => continue,
+                }
+            };
+            // A segment compacted away meanwhile: the blob was queued again where it went.
+            let Ok(raw) = crate::read::read_data(&self.segments, from, crate::record::BLOB_PREFIX_LEN) else {
+                continue;
+            };
+            match compress(&raw, self.options.zstd_level) {
+                Ok(c) if c.len() < raw.len() => {
+                    out.push(crate::background::Compressed { blob, from, codec: Codec::Zstd, data: c.into() })
+                }
+                _ => {}
+            }
+        }
+        let result = if out.is_empty() { Ok(Outcome::Unit) } else { self.submit(Op::Recompress { blobs: out }) };
+        match result {
+            Ok(_) => {
+                self.backlog.finished(&chunk);
+                Ok(true)
+            }
+            Err(e @ CommitError::DiskFull) | Err(e @ CommitError::Io(_)) => {
+                self.backlog.give_back(chunk);
+                Err(e)
+            }
+            Err(e) => {
+                self.backlog.finished(&chunk);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// How long the store must have committed nothing but compressed copies before the
+/// background thread compresses (more): bursts of appends then run without it, and the bodies
+/// they leave are compressed in the next pause.
+const COMPRESS_AFTER_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The background compression thread: compresses the backlog while the store is open, in
+/// quiet moments, on the lowest CPU priority.
+fn compressor(inner: Arc<Inner>) {
+    crate::background::lower_priority();
+    loop {
+        let since = inner
+            .opened
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_nanos(inner.last_foreground_commit.load(Ordering::Relaxed)));
+        if since < COMPRESS_AFTER_QUIET && !inner.backlog.is_closing() {
+            std::thread::sleep(COMPRESS_AFTER_QUIET - since);
+            continue;
+        }
+        match inner.compress_chunk(true) {
+            Ok(true) => {}
+            Ok(false) => return,
+            // A full disk, say: try again a little later.
+            Err(CommitError::DiskFull) | Err(CommitError::Io(_)) => {
+                std::thread::sleep(std::time::Duration::from_secs(1))
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// A mailbox store. Cheap to clone; all clones share one committer.
@@ -380,10 +515,15 @@ pub struct Store {
 struct CommitterHandle {
     inner: Arc<Inner>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    compressor: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl CommitterHandle {
     fn stop(&self) {
+        self.inner.backlog.close();
+        if let Some(h) = self.compressor.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
         {
             let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.closing = true;
@@ -489,13 +629,47 @@ impl Store {
             watchers: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             recovery: rec.report,
+            backlog: Default::default(),
+            opened: std::time::Instant::now(),
+            last_foreground_commit: AtomicU64::new(0),
         });
+        let background = inner.options.compression == Compression::Background;
+        if background {
+            // Bodies left waiting by the last run.
+            let st = inner.state.read().unwrap_or_else(|e| e.into_inner());
+            let mut waiting: Vec<(&BlobId, &BlobEntry)> = st
+                .blobs
+                .iter()
+                .filter(|(_, b)| {
+                    b.refs > 0 && b.codec == Codec::None as u8 && b.raw_len >= inner.options.compress_min_bytes as u64
+                })
+                .collect();
+            waiting.sort_unstable_by_key(|(id, _)| **id);
+            for (id, b) in waiting {
+                inner.backlog.push(*id, b.raw_len);
+            }
+        }
         let worker = inner.clone();
         let handle = std::thread::Builder::new()
             .name("postlog-committer".into())
             .spawn(move || committer(worker, writer))
             .map_err(io("start the committer thread"))?;
-        let committer = Arc::new(CommitterHandle { inner: inner.clone(), thread: Mutex::new(Some(handle)) });
+        let compressor = if background && inner.options.compression_thread {
+            let worker = inner.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("postlog-compress".into())
+                    .spawn(move || compressor(worker))
+                    .map_err(io("start the compression thread"))?,
+            )
+        } else {
+            None
+        };
+        let committer = Arc::new(CommitterHandle {
+            inner: inner.clone(),
+            thread: Mutex::new(Some(handle)),
+            compressor: Mutex::new(compressor),
+        });
         Ok(Store { inner, committer })
     }
 
@@ -520,9 +694,37 @@ impl Store {
     }
 
     fn submit(&self, op: Op) -> Result<Outcome, CommitError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.enqueue(op, Reply::Blocking(tx))?;
-        rx.recv().unwrap_or(Err(CommitError::Closed))
+        self.inner.submit(op)
+    }
+
+    /// Prepares a message for [`append_prepared`](Self::append_prepared) and the other
+    /// appends. With [`Compression::Background`] the body stays as it came, unless the
+    /// backlog has reached `compress_backlog_max_bytes`: then it is compressed here.
+    pub fn prepare(&self, raw: &[u8]) -> PreparedMessage {
+        let o = &self.inner.options;
+        if o.compression == Compression::Background && self.inner.backlog.bytes() >= o.compress_backlog_max_bytes {
+            let inline = Options { compression: Compression::Inline, ..o.clone() };
+            return PreparedMessage::new(raw, &inline);
+        }
+        PreparedMessage::new(raw, o)
+    }
+
+    /// Blobs, and their raw bytes, waiting for background compression.
+    pub fn compression_backlog(&self) -> (usize, u64) {
+        (self.inner.backlog.len(), self.inner.backlog.bytes())
+    }
+
+    /// Compresses the whole backlog on the calling thread (tests, benchmarks, tools); the
+    /// background thread may take part of it meanwhile. Returns when nothing is left waiting.
+    pub fn compress_backlog_now(&self) -> Result<(), CommitError> {
+        while self.inner.compress_chunk(false)? {}
+        self.inner.backlog.wait_empty(std::time::Duration::from_secs(3600));
+        Ok(())
+    }
+
+    /// Waits until the background compression has nothing left, at most `timeout`.
+    pub fn wait_compressed(&self, timeout: std::time::Duration) -> bool {
+        self.inner.backlog.wait_empty(timeout)
     }
 
     /// [`submit`](Self::submit) for async callers: the task awaits the commit instead of
@@ -534,15 +736,7 @@ impl Store {
     }
 
     fn enqueue(&self, op: Op, reply: Reply) -> Result<(), CommitError> {
-        {
-            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.closing {
-                return Err(CommitError::Closed);
-            }
-            q.requests.push_back(Request { op, reply });
-        }
-        self.inner.wake.notify_one();
-        Ok(())
+        self.inner.enqueue(op, reply)
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -682,7 +876,7 @@ impl Store {
     /// Appends one message to one or many mailboxes (of one or many accounts) in one atomic
     /// commit; the body is stored once. Returns after the commit is durable.
     pub fn append(&self, raw: &[u8], targets: &[AppendTarget]) -> Result<Vec<Appended>, CommitError> {
-        let message = PreparedMessage::new(raw, &self.inner.options);
+        let message = self.prepare(raw);
         self.append_prepared(Arc::new(message), targets)
     }
 
@@ -1679,6 +1873,26 @@ fn plan_inner(op: &Op, st: &State, ov: &mut Overlay, writer: &Writer) -> Result<
             }
             Ok(Some(txn(records, Outcome::Unit)))
         }
+        Op::Recompress { blobs } => {
+            // Like relocations: a new location for bytes nobody else changes.
+            if !ov.claim(&[]) {
+                return Ok(None);
+            }
+            let mut records = Vec::new();
+            for c in blobs {
+                // Only if the blob is still where (and as) it was read: compaction may have
+                // moved it meanwhile, or a delivery added it again.
+                let Some(entry) = st.blobs.get(&c.blob) else { continue };
+                if entry.data != c.from || entry.codec != Codec::None as u8 {
+                    continue;
+                }
+                records.push((
+                    Record::Blob { blob: c.blob, hash: entry.hash, raw_len: entry.raw_len },
+                    Some((c.codec, c.data.clone())),
+                ));
+            }
+            Ok(Some(txn(records, Outcome::Recompressed)))
+        }
         Op::DropSegment { segment } => {
             if !ov.claim(&[Claim::Exclusive]) {
                 return Ok(None);
@@ -1870,6 +2084,11 @@ fn commit_batch(inner: &Inner, writer: &mut Writer, ready: Vec<(Txn, Reply)>, si
     *since_snapshot += buf.len() as u64;
 
     // Durable: make it visible.
+    let background = inner.options.compression == Compression::Background;
+    if background && ready.iter().any(|(t, _)| !matches!(t.outcome, Outcome::Recompressed)) {
+        let now = inner.opened.elapsed().as_nanos() as u64;
+        inner.last_foreground_commit.store(now, Ordering::Relaxed);
+    }
     let mut touched: HashSet<AccountId> = HashSet::new();
     let mut unlink = Vec::new();
     let mut failed: HashSet<usize> = HashSet::new();
@@ -1880,6 +2099,13 @@ fn commit_batch(inner: &Inner, writer: &mut Writer, ready: Vec<(Txn, Reply)>, si
                 if let Record::Checkpoint(_) = rec {
                     st.checkpoint_segment = writer.segment;
                     continue;
+                }
+                if let (Record::Blob { blob, raw_len, .. }, Some(d)) = (rec, loc)
+                    && background
+                    && d.codec == Codec::None as u8
+                    && *raw_len >= inner.options.compress_min_bytes as u64
+                {
+                    inner.backlog.push(*blob, *raw_len);
                 }
                 if let Err(e) = st.apply(rec, *loc) {
                     // Planning checked everything apply checks: this is a bug (or a state

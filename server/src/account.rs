@@ -14,9 +14,13 @@ pub const DEFAULT_MAILBOXES: [(&str, u8); 5] = [
     ("Archive", special_use::ARCHIVE),
 ];
 
-/// Opens the store for writing (takes its lock).
+/// Opens the store for writing (takes its lock). Commands compress bodies before their
+/// commit whatever `store.compression` says: a command ends before a background thread would
+/// have run (`serve` is where background compression pays).
 pub fn open_store(config: &Config) -> Result<Store, CmdError> {
-    Store::open(&config.data_dir, config.store_options()).map_err(|e| match e {
+    let options =
+        postlog_engine::Options { compression: postlog_engine::Compression::Inline, ..config.store_options() };
+    Store::open(&config.data_dir, options).map_err(|e| match e {
         postlog_engine::OpenError::Locked { .. } => CmdError::new(format!("{e}; stop the server first")),
         e => CmdError::new(e.to_string()),
     })

@@ -81,6 +81,11 @@ login_delay = 0
 
 [store]
 zstd_level = 1
+compression = "background"
+compression_backlog = "1G"
+segment_size = "256M"
+compact_interval = "10m"
+compact_dead_percent = 50
 
 [log]
 level = "info"
@@ -93,7 +98,7 @@ pub const LISTENERS: [&str; 9] =
 
 /// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
 /// documented and set in the example file.
-pub const KEYS: [&str; 72] = [
+pub const KEYS: [&str; 77] = [
     "hostname",
     "data_dir",
     "resolver",
@@ -152,6 +157,11 @@ pub const KEYS: [&str; 72] = [
     "pop3.lock_session",
     "pop3.login_delay",
     "store.zstd_level",
+    "store.compression",
+    "store.compression_backlog",
+    "store.segment_size",
+    "store.compact_interval",
+    "store.compact_dead_percent",
     "log.level",
     "log.format",
     // Tables themselves, so that the docs name each one.
@@ -197,6 +207,11 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     zstd_level: Option<toml::Value>,
+    compression: Option<toml::Value>,
+    compression_backlog: Option<toml::Value>,
+    segment_size: Option<toml::Value>,
+    compact_interval: Option<toml::Value>,
+    compact_dead_percent: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -607,6 +622,17 @@ pub struct StoreSettings {
     /// zstd level of message bodies written from now on (bodies already stored keep theirs;
     /// every level reads back alike). Negative levels are zstd's fast ones.
     pub zstd_level: i32,
+    /// Bodies compressed after their commit by an idle-priority thread (true), or before it.
+    pub background_compression: bool,
+    /// With background compression: raw bytes waiting past which bodies are compressed
+    /// before their commit again.
+    pub compression_backlog: u64,
+    /// Segment files are sealed and a new one started past this size.
+    pub segment_size: u64,
+    /// How often `serve` looks for sealed segments worth compacting (zero: never).
+    pub compact_interval: Duration,
+    /// A sealed segment is compacted when at least this share (percent) of it is dead.
+    pub compact_dead_percent: u8,
 }
 
 /// The most and least a `store.zstd_level` may be: zstd's fast levels down to -7, its
@@ -700,7 +726,18 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// The store's options as configured (`[store]`), the engine's defaults otherwise.
     pub fn store_options(&self) -> postlog_engine::Options {
-        postlog_engine::Options { zstd_level: self.store.zstd_level, ..postlog_engine::Options::default() }
+        let st = &self.store;
+        postlog_engine::Options {
+            zstd_level: st.zstd_level,
+            compression: if st.background_compression {
+                postlog_engine::Compression::Background
+            } else {
+                postlog_engine::Compression::Inline
+            },
+            compress_backlog_max_bytes: st.compression_backlog,
+            max_segment_bytes: st.segment_size,
+            ..postlog_engine::Options::default()
+        }
     }
 
     /// The embedded defaults, with the system's host name (`gethostname`), or `localhost` when
@@ -766,7 +803,14 @@ impl Config {
             relay: None,
             routes: std::collections::BTreeMap::new(),
             pop3: Pop3 { lock_session: false, login_delay: zero },
-            store: StoreSettings { zstd_level: 0 },
+            store: StoreSettings {
+                zstd_level: 0,
+                background_compression: false,
+                compression_backlog: 0,
+                segment_size: 0,
+                compact_interval: zero,
+                compact_dead_percent: 0,
+            },
             log: Log { level: LogLevel::Info, format: LogFormat::Text },
         };
         cfg.merge_str(DEFAULT_CONFIG, "the embedded defaults").expect("the embedded defaults are valid");
@@ -996,6 +1040,44 @@ impl Config {
                 )
             })?;
             self.store.zstd_level = i32::try_from(level).expect("in ZSTD_LEVELS");
+        }
+        if let Some(st) = &raw.store {
+            let size = |x: &toml::Value, key: &str, min: u64| -> Result<u64, ConfigError> {
+                let n = match x {
+                    toml::Value::String(s) => parse_size(s).map_err(|w| v.err(key, w))?,
+                    toml::Value::Integer(n) if *n >= 0 => *n as u64,
+                    other => {
+                        return Err(v.err(key, format!("must be a size such as \"256M\", not {}", describe(other))));
+                    }
+                };
+                if n < min || n > 1 << 40 {
+                    return Err(v.err(key, format!("{n} is out of range ({min} to {})", 1u64 << 40)));
+                }
+                Ok(n)
+            };
+            if let Some(x) = &st.compression {
+                self.store.background_compression = match v.string(x, "store.compression")? {
+                    "background" => true,
+                    "inline" => false,
+                    other => {
+                        return Err(
+                            v.err("store.compression", format!("must be \"background\" or \"inline\", not {other:?}"))
+                        );
+                    }
+                };
+            }
+            if let Some(x) = &st.compression_backlog {
+                self.store.compression_backlog = size(x, "store.compression_backlog", 0)?;
+            }
+            if let Some(x) = &st.segment_size {
+                self.store.segment_size = size(x, "store.segment_size", 1 << 20)?;
+            }
+            if let Some(x) = &st.compact_interval {
+                self.store.compact_interval = v.duration(x, "store.compact_interval", 0)?;
+            }
+            if let Some(x) = &st.compact_dead_percent {
+                self.store.compact_dead_percent = v.int(x, "store.compact_dead_percent", 1, 100)? as u8;
+            }
         }
         if let Some(l) = &raw.log {
             if let Some(x) = &l.level {
@@ -1376,7 +1458,17 @@ mod tests {
         );
         assert_eq!(c.quota.default_limit(), None);
         assert_eq!(c.pop3, Pop3 { lock_session: true, login_delay: Duration::ZERO });
-        assert_eq!(c.store, StoreSettings { zstd_level: 1 });
+        assert_eq!(
+            c.store,
+            StoreSettings {
+                zstd_level: 1,
+                background_compression: true,
+                compression_backlog: 1 << 30,
+                segment_size: 256 << 20,
+                compact_interval: Duration::from_secs(600),
+                compact_dead_percent: 50,
+            }
+        );
         assert_eq!(c.store_options().zstd_level, 1);
         let mut fast = Config::defaults();
         fast.merge_str("[store]\nzstd_level = -3\n", "t").unwrap();

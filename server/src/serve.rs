@@ -81,6 +81,54 @@ fn log_recovery(config: &Config, store: &Store) {
     );
 }
 
+/// Store maintenance while serving: every `store.compact_interval`, compacts the sealed
+/// segments of which at least `store.compact_dead_percent` is dead (expunged messages, and the
+/// first copies of bodies compressed in the background), on a blocking thread.
+async fn maintain(store: Store, settings: crate::config::StoreSettings) {
+    if settings.compact_interval.is_zero() {
+        return std::future::pending().await;
+    }
+    let ratio = f64::from(settings.compact_dead_percent) / 100.0;
+    loop {
+        tokio::time::sleep(settings.compact_interval).await;
+        let store = store.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            if !worth_compacting(&store, ratio) {
+                return None;
+            }
+            Some(store.compact(ratio))
+        })
+        .await;
+        match done {
+            Ok(None) => {}
+            Ok(Some(Ok(r))) => tracing::info!(
+                "compaction: dropped segments {:?}, freed {} bytes, moved {} blobs ({} bytes)",
+                r.segments_dropped,
+                r.bytes_freed,
+                r.blobs_moved,
+                r.bytes_moved
+            ),
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "compaction failed; the store goes on, the next run retries")
+            }
+            Err(e) => tracing::warn!(error = %e, "compaction task failed"),
+        }
+    }
+}
+
+/// Whether a sealed segment (not the one being written) is dead enough to compact: checked
+/// first because a compaction writes a checkpoint of the whole state.
+fn worth_compacting(store: &Store, ratio: f64) -> bool {
+    let live = postlog_engine::compaction::live_bytes(store);
+    let sizes = store.segment_sizes();
+    let active = sizes.iter().map(|s| s.0).max();
+    sizes.iter().filter(|(id, _)| Some(*id) != active).any(|(id, size)| {
+        let payload = size.saturating_sub(postlog_engine::format::SEGMENT_HEADER_LEN as u64).max(1);
+        let dead = 1.0 - (live.get(id).copied().unwrap_or(0) as f64 / payload as f64).min(1.0);
+        dead >= ratio
+    })
+}
+
 async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(), CmdError> {
     let tls = tls::setup(&config).map_err(|e| CmdError::new(format!("TLS: {e}")))?;
     tracing::info!("tls: {}", tls.origin);
@@ -92,6 +140,15 @@ async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(),
     let scheduler = {
         let mut stop = ctx.shutdown_signal();
         tokio::spawn(scheduler.run(async move { stop.triggered().await }))
+    };
+    let maintenance = {
+        let (store, settings, mut stop) = (ctx.store.clone(), ctx.config.store, ctx.shutdown_signal());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = maintain(store, settings) => {}
+                () = stop.triggered() => {}
+            }
+        })
     };
     let front_ends = front_ends(&ctx);
     let control = start_control(&ctx)?;
@@ -129,6 +186,7 @@ async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(),
     // Stopped after the sessions and before the store closes.
     drop(control);
     let _ = scheduler.await;
+    let _ = maintenance.await;
     tracing::info!("closing the store");
     Ok(())
 }

@@ -520,3 +520,47 @@ fn failed_logins_lock_the_address_out_and_are_counted() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(log.iter().filter(|l| l.contains("authentication failed session=")).count(), 5, "{log:?}");
 }
+
+/// `store.compression = "background"` (the default) with small segments and a compaction
+/// every second: mail delivered over SMTP is stored as it came, compressed once the server is
+/// quiet, and the first copies' segments are compacted away while it serves; every message
+/// reads back whole, also after a restart.
+#[test]
+fn delivered_bodies_are_compressed_and_compacted_while_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let mut server = Server::start(tmp.path(), "[store]\nsegment_size = \"1M\"\ncompact_interval = \"1s\"\n");
+    let mut c = Client::connect(server.port("smtp"));
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd("EHLO sender.test").starts_with("250"));
+    let body = |i: usize| {
+        format!("Subject: maint-{i}\r\n\r\n{}", format!("line {i} of a rather plain message\r\n").repeat(80))
+    };
+    for i in 0..700 {
+        assert!(c.cmd("MAIL FROM:<x@remote.test>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        let reply = c.cmd(&format!("{}\r\n.", body(i)));
+        assert!(reply.starts_with("250"), "message {i}: {reply}");
+    }
+    c.cmd("QUIT");
+    let line = server.wait_for_log("compaction: dropped segments", std::time::Duration::from_secs(60));
+    assert!(!line.contains("dropped segments []"), "{line}");
+    let (status, _) = server.stop();
+    assert_eq!(status.code(), Some(0));
+
+    let data = tmp.path().join("data");
+    assert!(!data.join("seg-0000000000000001.log").exists(), "the first segment was not compacted away");
+    let store = Store::open(&data, Options::default()).unwrap();
+    let st = postlog_engine::store::state_of(&store);
+    let raw = st.blobs.values().filter(|b| b.refs > 0 && b.codec == 0).count();
+    assert_eq!(raw, 0, "bodies still stored as they came");
+    let alice = inbox(&store, "alice@example.test");
+    assert_eq!(alice.len(), 700);
+    for i in (0..700).step_by(37) {
+        let m = with_subject(&alice, &format!("maint-{i}"));
+        assert_eq!(m.len(), 1, "maint-{i}");
+        let lines = body(i).split_once("\r\n\r\n").unwrap().1.to_string();
+        assert!(m[0].ends_with(&format!("\r\n\r\n{lines}\r\n")), "maint-{i} body");
+    }
+}

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use postlog_benches::{Rng, big_message, default_corpus_dir, load_corpus, percentile, small_message, unique_variant};
 use postlog_engine::store::Stats;
-use postlog_engine::{AccountId, AppendTarget, MailboxId, Options, PreparedMessage, Store};
+use postlog_engine::{AccountId, AppendTarget, Compression, MailboxId, Options, PreparedMessage, Store};
 use serde_json::{Value, json};
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -56,9 +56,45 @@ struct Args {
     /// Keep the temporary directory (its path is printed) instead of removing it.
     #[arg(long)]
     keep: bool,
+    /// When the store compresses bodies in the append and big sections: `background` (as
+    /// `postlog serve` does by default: after the commit, on an idle-priority thread, whose
+    /// leftover backlog is then compressed and timed after each run) or `inline` (before the
+    /// commit, on the appending thread).
+    #[arg(long, default_value = "background", value_parser = ["background", "inline"])]
+    compression: String,
     /// Internal: open the store in this directory, print open time and memory as JSON, exit.
     #[arg(long, hide = true)]
     probe_open: Option<PathBuf>,
+}
+
+static COMPRESSION: std::sync::OnceLock<Compression> = std::sync::OnceLock::new();
+
+/// The store options of the append and big sections (`--compression`).
+fn append_options() -> Options {
+    Options {
+        compression: *COMPRESSION.get().unwrap_or(&Compression::Background),
+        compression_thread: std::env::var_os("NOTHREAD").is_none(),
+        ..Options::default()
+    }
+}
+
+/// After a run with background compression: the backlog left, compressed now and timed.
+/// Returns (blobs left, raw MB left, seconds, CPU seconds) and says it.
+fn drain_backlog(store: &Store, out: &Out) -> Res<Value> {
+    if store.options().compression != Compression::Background {
+        return Ok(Value::Null);
+    }
+    let (blobs, bytes) = store.compression_backlog();
+    let (t0, cpu0) = (Instant::now(), process_cpu());
+    store.compress_backlog_now()?;
+    let (secs, cpu) = (t0.elapsed().as_secs_f64(), (process_cpu() - cpu0).as_secs_f64());
+    out.say(format!(
+        "        then compressed the {blobs} bodies ({:.1} MB raw) left waiting in {secs:.2} s ({cpu:.2} s of CPU)",
+        bytes as f64 / 1e6
+    ));
+    Ok(
+        json!({"backlog_blobs": blobs, "backlog_raw_bytes": bytes, "drain_s": round(secs, 3), "drain_cpu_s": round(cpu, 3)}),
+    )
 }
 
 /// Sizes of one run.
@@ -147,6 +183,8 @@ fn run(args: Args) -> Res<()> {
         }
     }
     KEEP.store(args.keep, Ordering::Relaxed);
+    let compression = if args.compression == "inline" { Compression::Inline } else { Compression::Background };
+    let _ = COMPRESSION.set(compression);
     let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let sizes = Sizes::new(args.quick);
     let out = Out { json: args.json };
@@ -193,9 +231,18 @@ fn run(args: Args) -> Res<()> {
         corpus_bytes / corpus.len(),
         corpus_dir.display()
     ));
+    out.say(format!(
+        "compression in the append and big sections: {} (--compression)",
+        if compression == Compression::Inline {
+            "inline, before each commit"
+        } else {
+            "background, after the commit on an idle-priority thread, as `postlog serve` does"
+        }
+    ));
 
     let mut report = serde_json::Map::new();
     report.insert("quick".into(), json!(args.quick));
+    report.insert("compression".into(), json!(args.compression));
     report.insert("machine".into(), machine);
     report.insert(
         "corpus".into(),
@@ -867,7 +914,7 @@ fn append_corpus(
     out: &Out,
 ) -> Res<Value> {
     let dir = root.join(format!("append-{writers}"));
-    let store = Store::open(&dir, Options::default())?;
+    let store = Store::open(&dir, append_options())?;
     let targets = make_accounts(&store, "user", writers)?;
     let before = Snap::of(store.stats());
     let n = corpus.len() as u64;
@@ -875,8 +922,7 @@ fn append_corpus(
         (unique_variant(&corpus[(i % n) as usize], i), targets[t].clone())
     })?;
     let d = before.delta(&Snap::of(store.stats()));
-    drop(store);
-    done_with(&dir)?;
+    let stored_now = file_bytes(&dir, "seg-")?.0;
     let rate = run.rate();
     let ratio = fsync_rate.map(|f| round(rate / f, 2));
     // CPU time of the whole process per append, and the rate all cores of an otherwise idle
@@ -895,8 +941,13 @@ fn append_corpus(
         d["sync_share"].as_f64().unwrap_or(0.0),
         d["others_cpu_cores"].as_f64().unwrap_or(0.0),
     ));
+    let drained = drain_backlog(&store, out)?;
+    drop(store);
+    done_with(&dir)?;
     let mut v = json!({
         "writers": writers,
+        "segment_bytes_after_run": stored_now,
+        "background_compression": drained,
         "appends": run.count,
         "seconds": round(run.elapsed.as_secs_f64(), 3),
         "appends_per_s": round(rate, 1),
@@ -951,15 +1002,13 @@ fn append_big(root: &Path, sizes: &Sizes, seq_mb_s: Option<f64>, out: &Out) -> R
         prep.insert(name.into(), json!(round(prep_mb_s, 1)));
         for writers in [1, 4] {
             let dir = root.join(format!("big-{name}-{writers}"));
-            let store = Store::open(&dir, Options::default())?;
+            let store = Store::open(&dir, append_options())?;
             let targets = make_accounts(&store, "big", writers)?;
             let before = Snap::of(store.stats());
             let run = run_writers(&store, writers, &deadline_after(sizes.big_secs), &|t, i| {
                 (unique_variant(&body, i), targets[t].clone())
             })?;
             let d = before.delta(&Snap::of(store.stats()));
-            drop(store);
-            done_with(&dir)?;
             let mb_s = run.bytes as f64 / run.elapsed.as_secs_f64() / 1e6;
             let ratio = seq_mb_s.map(|s| round(mb_s / s, 3));
             let stored = d["log_bytes_written"].as_f64().unwrap_or(0.0) / run.bytes.max(1) as f64;
@@ -973,7 +1022,11 @@ fn append_big(root: &Path, sizes: &Sizes, seq_mb_s: Option<f64>, out: &Out) -> R
                 d["sync_share"].as_f64().unwrap_or(0.0),
                 d["others_cpu_cores"].as_f64().unwrap_or(0.0),
             ));
+            let drained = drain_backlog(&store, out)?;
+            drop(store);
+            done_with(&dir)?;
             let mut v = json!({
+                "background_compression": drained,
                 "variant": name,
                 "writers": writers,
                 "appends": run.count,
