@@ -269,6 +269,23 @@ mod tests {
     }
 
     #[test]
+    fn codecs_known_and_unknown() {
+        assert_eq!(Codec::from_u8(2), Some(Codec::ZstdDict));
+        assert_eq!(Codec::ZstdDict.name(), "zstd-dict");
+        assert_eq!(Codec::from_u8(3), None);
+        let mut out = Vec::new();
+        encode_frame(&mut out, 7, Codec::ZstdDict, 1, 0, &[b"x"]);
+        let mut hb = [0u8; RECORD_HEADER_LEN];
+        hb.copy_from_slice(&out[..RECORD_HEADER_LEN]);
+        assert_eq!(FrameHeader::decode(&hb).unwrap().codec, 2);
+        // Codec 3 under a valid header CRC: a field out of range.
+        hb[13] = 3;
+        let crc = crc32c(&hb[8..32]);
+        hb[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(FrameHeader::decode(&hb), Err(FrameError::BadField));
+    }
+
+    #[test]
     fn crc32c_is_castagnoli() {
         // The check value of CRC-32C for "123456789".
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);

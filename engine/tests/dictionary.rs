@@ -324,3 +324,39 @@ fn a_store_with_a_segment_of_version_1_is_still_refused() {
         other => panic!("{:?}", other.err()),
     }
 }
+
+/// A training that fails (here: 6 samples, of which zstd's trainer keeps 4 to train on, below
+/// the 5 it needs)
+/// never fails an append; it is retried with fresh samples, then given up until the next open.
+#[test]
+fn a_failed_training_never_fails_an_append() {
+    let mem = MemBackend::new();
+    let opts = Options { dictionary_min_samples: 6, dictionary_min_bytes: 0, ..Options::default() };
+    let store = Store::open_backend(Arc::new(mem.clone()), opts).unwrap();
+    let acc = store.create_account("alice@example.test", &[]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    let mut failed = None;
+    for i in 0..200u32 {
+        let m = format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat(60));
+        let done = store.append(m.as_bytes(), &[target(acc, inbox)]).unwrap();
+        assert_eq!(store.read_message(acc, inbox, done[0].uid).unwrap(), m.as_bytes());
+        // Let each attempt finish before the next six samples arrive.
+        if i % 6 == 5 {
+            let started = Instant::now();
+            while store.dictionary_state() == TrainingState::Training && started.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let TrainingState::Failed(e) = store.dictionary_state() {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let (at, why) = failed.expect("training gave up");
+    assert!(why.contains("zstd training failed"), "{why}");
+    // Three attempts of six samples each.
+    assert_eq!(at, 17, "gave up after message {at}");
+    assert!(mem.list().unwrap().iter().all(|f| !f.contains("zdict")));
+    let done = store.append(b"Subject: after\r\n\r\nstill fine\r\n", &[target(acc, inbox)]).unwrap();
+    assert_eq!(store.read_message(acc, inbox, done[0].uid).unwrap(), b"Subject: after\r\n\r\nstill fine\r\n");
+}
