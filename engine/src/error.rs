@@ -41,8 +41,9 @@ impl std::fmt::Display for OpenError {
             ),
             OpenError::UnsupportedFormat { segment, version } => write!(
                 f,
-                "segment {segment} is in store format version {version}, and this Postlog reads version {} only; \
-                 export the mail with the Postlog that wrote it (`postlog export`) and import it here",
+                "segment {segment} is in store format version {version}, and this Postlog reads versions {} to {} \
+                 only; export the mail with the Postlog that wrote it (`postlog export`) and import it here",
+                crate::format::MIN_READ_VERSION,
                 crate::format::FORMAT_VERSION
             ),
         }

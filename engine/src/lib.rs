@@ -12,6 +12,7 @@
 //! - `format.rs`: bytes of segment headers and record frames; `record.rs`: what records mean.
 //! - `recovery.rs`: snapshot + replay, torn-tail cut, typed corruption errors.
 //! - `compaction.rs`: online reclamation of expunged messages' space.
+//! - `dict.rs`: per-store zstd dictionaries, trained from the store's first messages.
 //! - `meta.rs`: metadata parsed once at append (envelope, body structure, cached headers).
 //! - `thread.rs`: which thread a message joins (message-id hashes linked per account), decided
 //!   once when the append is planned and written in its record.
@@ -23,6 +24,7 @@ pub mod backend;
 mod background;
 mod codec;
 pub mod compaction;
+pub mod dict;
 pub mod error;
 pub mod format;
 pub mod log;

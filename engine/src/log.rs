@@ -1,6 +1,7 @@
 //! Segment files: naming, creation, scanning and recovery, and the append path.
 //!
-//! This is the only module that calls `sync_data`/`sync_dir`.
+//! This is the only module that calls `sync_data`/`sync_dir` for segments (snapshots, the
+//! dictionary files of `dict.rs` and salvage's rebuild sync their own files).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -109,13 +110,19 @@ pub fn find_later_commit(file: &dyn BackendFile, from: u64, threshold: u64) -> i
     Ok(None)
 }
 
-/// Open segment files, shared by the writer and readers.
+/// Open segment files, shared by the writer and readers, and the store's dictionaries: what
+/// a reader needs to turn a blob's location into its bytes.
 #[derive(Default)]
 pub struct Segments {
     files: RwLock<BTreeMap<u64, Arc<dyn BackendFile>>>,
+    dictionaries: crate::dict::Dictionaries,
 }
 
 impl Segments {
+    /// The dictionaries codec-2 blobs are decompressed with.
+    pub fn dictionaries(&self) -> &crate::dict::Dictionaries {
+        &self.dictionaries
+    }
     pub fn get(&self, id: u64) -> Option<Arc<dyn BackendFile>> {
         self.files.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
@@ -206,6 +213,13 @@ impl Writer {
         if used == 0 || self.end + incoming <= self.max_segment_bytes {
             return Ok(());
         }
+        self.seal_and_roll()
+    }
+
+    /// Seals the active segment, whatever it holds, and starts the next one. Opening a store
+    /// whose active segment is of an older format version does this, so every record written
+    /// by this version lands in a segment whose header says so.
+    pub fn seal_and_roll(&mut self) -> Result<(), WriteFailure> {
         let mut seal = Vec::new();
         let lsn = self.next_lsn;
         let rec = Record::Seal { records: self.records_in_segment + 1, last_lsn: lsn };

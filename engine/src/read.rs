@@ -43,8 +43,19 @@ pub fn read_body(segments: &Segments, blob: &BlobEntry) -> Result<Vec<u8>, ReadE
     match Codec::from_u8(blob.codec) {
         Some(Codec::None) => Ok(data.to_vec()),
         Some(Codec::Zstd) => decompress(&data, blob.raw_len).map_err(corrupt),
+        Some(Codec::ZstdDict) => {
+            let decoder = dictionary_of(segments, &data).map_err(corrupt)?;
+            crate::dict::decompress(&data, blob.raw_len, &decoder, BULK_MAX).map_err(corrupt)
+        }
         None => Err(corrupt(format!("unknown codec {}", blob.codec))),
     }
+}
+
+/// The dictionary a codec-2 frame names in its header, or why it cannot be had.
+pub fn dictionary_of(segments: &Segments, frame: &[u8]) -> Result<std::sync::Arc<crate::dict::Decoder>, String> {
+    let id = crate::dict::frame_dict_id(frame)
+        .ok_or("the body's codec says dictionary, but its zstd frame names no dictionary")?;
+    segments.dictionaries().decoder(id).ok_or_else(|| segments.dictionaries().why_unusable(id))
 }
 
 /// The metadata record of a blob, decoded.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, BackendFile};
 use crate::error::OpenError;
-use crate::format::{FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader, SegmentHeaderError};
+use crate::format::{SEGMENT_HEADER_LEN, SegmentHeader, SegmentHeaderError, version_is_read};
 use crate::log::{ScanEnd, Segments, find_later_commit, parse_segment_file_name, scan};
 use crate::record::{BLOB_PREFIX_LEN, META_PREFIX_LEN, Record, kind};
 use crate::snapshot::{self, Position, SNAPSHOT_FILE};
@@ -31,6 +31,8 @@ pub struct ActiveSegment {
     pub end: u64,
     pub sealed: bool,
     pub records: u64,
+    /// The format version in its header (an older one is sealed at open, see `Store::open`).
+    pub version: u32,
 }
 
 pub struct Recovered {
@@ -93,6 +95,8 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
     ids.sort_unstable();
 
     let segments = Arc::new(Segments::default());
+    // Dictionaries first: nothing in replay decompresses, but every reader after it may.
+    segments.dictionaries().load(backend).map_err(io_err("read the dictionary files"))?;
     for &id in &ids {
         let file = backend.open(&crate::log::segment_file_name(id)).map_err(io_err(format!("open segment {id}")))?;
         segments.insert(id, file);
@@ -174,11 +178,12 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             reason: "segment file is shorter than its header".into(),
         })?;
         let header = SegmentHeader::decode(&hv).map_err(|e| match e {
-            SegmentHeaderError::UnsupportedVersion(version) if version != FORMAT_VERSION => {
+            SegmentHeaderError::UnsupportedVersion(version) if !version_is_read(version) => {
                 OpenError::UnsupportedFormat { segment: id, version }
             }
             e => OpenError::Corrupt { segment: id, offset: 0, reason: format!("bad segment header: {e:?}") },
         })?;
+        let version = crate::format::le_u32(&hv[8..12]);
         if header.segment_id != id {
             return Err(OpenError::Corrupt {
                 segment: id,
@@ -354,7 +359,7 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             report.torn_cut = Some((id, committed_end, len.saturating_sub(committed_end)));
             next_lsn -= pending.len() as u64;
             // Cut after a SEAL: the segment stays sealed, so the writer starts the next one.
-            active = Some(ActiveSegment { id, file, end: committed_end, sealed, records: 0 });
+            active = Some(ActiveSegment { id, file, end: committed_end, sealed, records: 0, version });
             ids.truncate(i + 1);
             break;
         }
@@ -363,8 +368,14 @@ fn recover_inner(backend: &dyn Backend, read_only: bool, use_snapshot: bool) -> 
             ScanEnd::Bad { offset, .. } => offset,
         };
         // A file longer than its records (space reserved ahead) is fine: the rest is zeros.
-        active =
-            Some(ActiveSegment { id, file, end: end_off.max(committed_end), sealed, records: records.len() as u64 });
+        active = Some(ActiveSegment {
+            id,
+            file,
+            end: end_off.max(committed_end),
+            sealed,
+            records: records.len() as u64,
+            version,
+        });
         prev_id = Some(id);
         i += 1;
     }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, BackendFile};
 use crate::format::{
-    Codec, FORMAT_VERSION, FrameHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
-    SegmentHeaderError, crc32c, encode_frame, frame_len,
+    Codec, FORMAT_VERSION, FrameHeader, MIN_READ_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    SegmentHeader, SegmentHeaderError, crc32c, encode_frame, frame_len,
 };
 use crate::log::{Segments, Writer, parse_segment_file_name, segment_file_name};
 use crate::record::{BLOB_PREFIX_LEN, META_PREFIX_LEN, Record, kind};
@@ -68,6 +68,9 @@ fn read_frame(file: &dyn BackendFile, off: u64, len: u64) -> Option<(FrameHeader
 pub fn salvage(backend: &dyn Backend) -> Salvaged {
     let mut problems = Vec::new();
     let segments = Arc::new(Segments::default());
+    if let Err(e) = segments.dictionaries().load(backend) {
+        problems.push(Problem { segment: 0, offset: 0, what: format!("cannot read the dictionary files: {e}") });
+    }
     let mut ids: Vec<u64> =
         backend.list().unwrap_or_default().iter().filter_map(|n| parse_segment_file_name(n)).collect();
     ids.sort_unstable();
@@ -85,11 +88,13 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
         match file.view(0, SEGMENT_HEADER_LEN).ok().map(|h| SegmentHeader::decode(&h)) {
             Some(Ok(h)) if h.segment_id == id => {}
             // An intact header of another format version: its records mean something else.
-            Some(Err(SegmentHeaderError::UnsupportedVersion(v))) if v != FORMAT_VERSION => {
+            Some(Err(SegmentHeaderError::UnsupportedVersion(v))) if !crate::format::version_is_read(v) => {
                 problems.push(Problem {
                     segment: id,
                     offset: 0,
-                    what: format!("segment is in store format version {v}, not {FORMAT_VERSION}; not read"),
+                    what: format!(
+                        "segment is in store format version {v}, not {MIN_READ_VERSION} to {FORMAT_VERSION}; not read"
+                    ),
                 });
                 continue;
             }
@@ -211,7 +216,9 @@ pub fn salvage(backend: &dyn Backend) -> Salvaged {
     // Messages whose blob is missing or unreadable cannot be kept.
     let mut bad_blobs: HashSet<u64> = HashSet::new();
     for (id, b) in &state.blobs {
-        let ok_data = crate::read::read_data(&segments, b.data, BLOB_PREFIX_LEN).is_ok();
+        // A body compressed with a dictionary the store lacks cannot be read back either.
+        let ok_data = crate::read::read_data(&segments, b.data, BLOB_PREFIX_LEN)
+            .is_ok_and(|data| b.codec != Codec::ZstdDict as u8 || crate::read::dictionary_of(&segments, &data).is_ok());
         let ok_meta = b.meta.is_some_and(|m| crate::read::read_data(&segments, m, META_PREFIX_LEN).is_ok());
         if !ok_data || !ok_meta {
             bad_blobs.insert(*id);
@@ -261,9 +268,19 @@ fn removes(rec: &Record) -> bool {
     )
 }
 
-/// Writes the salvaged state as a new log into `target` (an empty directory). Returns the
-/// number of blobs copied.
+/// Writes the salvaged state as a new log into `target` (an empty directory), with the
+/// dictionary files its blobs may need. Returns the number of blobs copied.
 pub fn rebuild(salvaged: &Salvaged, target: &dyn Backend) -> std::io::Result<u64> {
+    // The dictionaries the copied blobs may name, durable before any log that uses them.
+    let dicts = salvaged.segments.dictionaries();
+    let present = target.list()?;
+    for f in dicts.files() {
+        if let Some(body) = dicts.body(f.id)
+            && !present.contains(&f.name)
+        {
+            crate::dict::write_file(target, f.id, &body)?;
+        }
+    }
     let file = Writer::create_segment(target, 1, 1)?;
     let mut end = SEGMENT_HEADER_LEN as u64;
     let mut lsn = 1u64;

@@ -3,7 +3,7 @@
 //! ```text
 //! snapshot file "index.snap":
 //!   0  magic   "PLOGSNAP"
-//!   8  version u32 (FORMAT_VERSION)
+//!   8  version u32 (FORMAT_VERSION when written; 2 and 3 are read, their archives are alike)
 //!  12  crc32c  u32 of the archive bytes
 //!  16  length  u64 of the archive bytes
 //!  24  reserved, 8 zero bytes (so the archive starts 16-byte aligned)
@@ -90,7 +90,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         return Err(SnapshotError::BadMagic);
     }
     let version = crate::format::le_u32(&header[8..12]);
-    if version != crate::format::FORMAT_VERSION {
+    if !crate::format::version_is_read(version) {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     if header[24..32].iter().any(|&b| b != 0) {

@@ -39,6 +39,7 @@ pub struct Options {
     pub max_segment_bytes: u64,
     /// Bodies at least this long are zstd-compressed (when that makes them smaller).
     pub compress_min_bytes: usize,
+    /// The zstd level of bodies compressed without a dictionary (codec 1).
     pub zstd_level: i32,
     /// When bodies are compressed: on the caller's thread before the commit, or later by a
     /// background thread of low priority (see [`Compression`]).
@@ -50,6 +51,16 @@ pub struct Options {
     /// With [`Compression::Background`]: whether the store runs its compression thread. Off,
     /// the backlog is compressed only by [`Store::compress_backlog_now`] (tests, tools).
     pub compression_thread: bool,
+    /// Train a dictionary from the store's first messages and compress with it (codec 2).
+    /// Off, the store compresses without one; blobs already written with one still read.
+    pub dictionary: bool,
+    /// Train once this many messages were sampled...
+    pub dictionary_min_samples: usize,
+    /// ...holding at least this many bytes.
+    pub dictionary_min_bytes: usize,
+    /// The zstd level of bodies compressed with the dictionary (codec 2). With a dictionary,
+    /// level -1 is faster than level 1 without one, both ways, and smaller (docs/configuration.md).
+    pub dictionary_zstd_level: i32,
     /// Write a snapshot after this many bytes of log since the last one.
     pub snapshot_every_bytes: u64,
     /// Most bytes of records one group commit gathers.
@@ -65,6 +76,10 @@ impl Default for Options {
             compression: Compression::Inline,
             compress_backlog_max_bytes: 1 << 30,
             compression_thread: true,
+            dictionary: true,
+            dictionary_min_samples: 1000,
+            dictionary_min_bytes: 2 << 20,
+            dictionary_zstd_level: -1,
             snapshot_every_bytes: 512 << 20,
             max_batch_bytes: 32 << 20,
         }
@@ -120,19 +135,30 @@ pub struct PreparedMessage {
 }
 
 impl PreparedMessage {
+    /// Prepares a message without a dictionary (codec 1 or 0), for callers without a store.
+    /// With a store, [`Store::prepare`] uses (and trains) the store's dictionary.
     pub fn new(raw: &[u8], options: &Options) -> PreparedMessage {
+        PreparedMessage::build(raw, options, None)
+    }
+
+    fn build(raw: &[u8], options: &Options, encoder: Option<&crate::dict::Encoder>) -> PreparedMessage {
         let hash: [u8; 32] = sha2::Sha256::digest(raw).into();
         let parsed = crate::meta::parse(raw);
         let thread_keys = crate::thread::keys(&parsed).into_boxed_slice();
         let meta = parsed.encode();
-        let inline = options.compression == Compression::Inline;
-        let (codec, stored) = if inline && raw.len() >= options.compress_min_bytes {
+        let deferred = options.compression == Compression::Background;
+        let (codec, stored) = if deferred || raw.len() < options.compress_min_bytes {
+            (Codec::None, raw.to_vec())
+        } else if let Some(encoder) = encoder {
+            match crate::dict::compress(raw, encoder) {
+                Ok(c) if c.len() < raw.len() => (Codec::ZstdDict, c),
+                _ => (Codec::None, raw.to_vec()),
+            }
+        } else {
             match compress(raw, options.zstd_level) {
                 Ok(c) if c.len() < raw.len() => (Codec::Zstd, c),
                 _ => (Codec::None, raw.to_vec()),
             }
-        } else {
-            (Codec::None, raw.to_vec())
         };
         PreparedMessage {
             hash,
@@ -153,9 +179,14 @@ impl PreparedMessage {
         &self.thread_keys
     }
 
-    /// How the body is stored: 0 as is, 1 zstd.
+    /// How the body is stored: 0 as is, 1 zstd, 2 zstd with the store's dictionary.
     pub fn codec(&self) -> u8 {
         self.codec as u8
+    }
+
+    /// Bytes the body takes in its BLOB record.
+    pub fn stored_len(&self) -> usize {
+        self.stored.len()
     }
 }
 
@@ -411,6 +442,7 @@ struct Inner {
     /// but compressed copies: background compression waits for a quiet moment.
     opened: std::time::Instant,
     last_foreground_commit: AtomicU64,
+    dict: Arc<DictShared>,
 }
 
 impl Inner {
@@ -449,11 +481,16 @@ impl Inner {
             let Ok(raw) = crate::read::read_data(&self.segments, from, crate::record::BLOB_PREFIX_LEN) else {
                 continue;
             };
-            match compress(&raw, self.options.zstd_level) {
-                Ok(c) if c.len() < raw.len() => {
-                    out.push(crate::background::Compressed { blob, from, codec: Codec::Zstd, data: c.into() })
-                }
-                _ => {}
+            // With the store's dictionary once it has one, as an append would.
+            let encoder = self.dict.encoder.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let compressed = match &encoder {
+                Some(e) => crate::dict::compress(&raw, e).map(|c| (Codec::ZstdDict, c)),
+                None => compress(&raw, self.options.zstd_level).map(|c| (Codec::Zstd, c)).map_err(|e| e.to_string()),
+            };
+            if let Ok((codec, c)) = compressed
+                && c.len() < raw.len()
+            {
+                out.push(crate::background::Compressed { blob, from, codec, data: c.into() });
             }
         }
         let result = if out.is_empty() { Ok(Outcome::Unit) } else { self.submit(Op::Recompress { blobs: out }) };
@@ -504,6 +541,106 @@ fn compressor(inner: Arc<Inner>) {
     }
 }
 
+/// The store's dictionary as the preparing threads and the trainer share it.
+struct DictShared {
+    backend: Arc<dyn Backend>,
+    segments: Arc<Segments>,
+    min_samples: usize,
+    min_bytes: usize,
+    level: i32,
+    /// The encoder of the current dictionary, once its file is durable.
+    encoder: RwLock<Option<Arc<crate::dict::Encoder>>>,
+    sampler: Mutex<crate::dict::Sampler>,
+    trainer: Mutex<Option<JoinHandle<()>>>,
+    /// Set when the store closes: no training starts after (it would write into a directory
+    /// whose lock is let go).
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl DictShared {
+    fn state(&self) -> crate::dict::TrainingState {
+        self.sampler.lock().unwrap_or_else(|e| e.into_inner()).state.clone()
+    }
+
+    /// Keeps a copy of the start of `raw` while the store has no dictionary; past the
+    /// threshold, hands the samples to a training thread.
+    fn offer(self: &Arc<Self>, raw: &[u8]) {
+        use crate::dict::{SAMPLE_MAX_MESSAGE, SAMPLE_MIN_MESSAGE, SAMPLE_PREFIX, TrainingState};
+        if !(SAMPLE_MIN_MESSAGE..=SAMPLE_MAX_MESSAGE).contains(&raw.len()) {
+            return;
+        }
+        let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(sampler.state, TrainingState::Sampling { .. }) || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let sample: Box<[u8]> = raw[..raw.len().min(SAMPLE_PREFIX)].into();
+        sampler.bytes += sample.len();
+        sampler.samples.push(sample);
+        sampler.state = TrainingState::Sampling { samples: sampler.samples.len(), bytes: sampler.bytes };
+        if sampler.samples.len() < self.min_samples || sampler.bytes < self.min_bytes {
+            return;
+        }
+        let samples = std::mem::take(&mut sampler.samples);
+        sampler.bytes = 0;
+        sampler.attempts += 1;
+        sampler.state = TrainingState::Training;
+        // The sampler's lock is held until the thread's handle is stored, so a closing store
+        // (which sets `closed` under it) either stops this or finds the handle to join.
+        let shared = self.clone();
+        let spawned = std::thread::Builder::new().name("postlog-dict-train".into()).spawn(move || {
+            let outcome = shared.train_and_publish(samples);
+            let mut sampler = shared.sampler.lock().unwrap_or_else(|e| e.into_inner());
+            sampler.state = match outcome {
+                Ok(id) => TrainingState::Ready(id),
+                Err(_) if sampler.attempts < crate::dict::MAX_TRAINING_ATTEMPTS => {
+                    TrainingState::Sampling { samples: 0, bytes: 0 }
+                }
+                Err(e) => TrainingState::Failed(e),
+            };
+        });
+        let mut trainer = self.trainer.lock().unwrap_or_else(|e| e.into_inner());
+        match spawned {
+            // The previous attempt's thread is past its last use of the sampler (it set the
+            // state that let this attempt start), so joining it cannot wait on this lock.
+            Ok(handle) => {
+                if let Some(old) = trainer.replace(handle) {
+                    let _ = old.join();
+                }
+            }
+            Err(e) => sampler.state = TrainingState::Failed(format!("cannot start the training thread: {e}")),
+        }
+    }
+
+    /// Trains, writes the file durably, makes it readable, and only then lets appends use it:
+    /// no blob is compressed with a dictionary whose file could be lost in a crash.
+    fn train_and_publish(&self, samples: Vec<Box<[u8]>>) -> Result<u32, String> {
+        let dicts = self.segments.dictionaries();
+        let id = dicts.next_id();
+        let body = crate::dict::train(&samples, id)?;
+        drop(samples);
+        let decoder = zstd::zstd_safe::DDict::try_create(&body).ok_or("zstd does not load the trained dictionary")?;
+        let encoder =
+            crate::dict::Encoder::new(id, &body, self.level).ok_or("zstd does not load the trained dictionary")?;
+        crate::dict::write_file(&*self.backend, id, &body)
+            .map_err(|e| format!("cannot write {}: {e}", crate::dict::dict_file_name(id)))?;
+        dicts.add(id, Arc::new(crate::dict::Decoder { id, ddict: decoder }), body.into());
+        *self.encoder.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(encoder));
+        Ok(id)
+    }
+
+    fn join_trainer(&self) {
+        {
+            // Under the sampler's lock, so no training starts between this and the join.
+            let _sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+            self.closed.store(true, Ordering::Release);
+        }
+        let handle = self.trainer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
 /// A mailbox store. Cheap to clone; all clones share one committer.
 #[derive(Clone)]
 pub struct Store {
@@ -532,6 +669,8 @@ impl CommitterHandle {
         if let Some(h) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
         }
+        // A dictionary being trained is written before the directory's lock is let go.
+        self.inner.dict.join_trainer();
     }
 }
 
@@ -539,6 +678,50 @@ impl Drop for CommitterHandle {
     fn drop(&mut self) {
         self.stop();
         self.inner.backend.unlock();
+    }
+}
+
+/// The store's dictionary at open: the newest usable one, or a sampler to train one.
+fn dictionary_at_open(
+    backend: &Arc<dyn Backend>,
+    segments: &Arc<Segments>,
+    state: &State,
+    options: &Options,
+) -> DictShared {
+    use crate::dict::{Sampler, TrainingState};
+    let dicts = segments.dictionaries();
+    let mut encoder = None;
+    let training = if !options.dictionary {
+        TrainingState::Off("dictionaries are turned off".into())
+    } else if let Some(id) = dicts.newest_usable() {
+        encoder = dicts.body(id).and_then(|body| crate::dict::Encoder::new(id, &body, options.dictionary_zstd_level));
+        match encoder {
+            Some(_) => TrainingState::Ready(id),
+            None => TrainingState::Failed(format!("zstd does not load dictionary {id:#x} for compression")),
+        }
+    } else if let Some(f) = dicts.files().into_iter().find(|f| f.problem.is_some()) {
+        // Its blobs fail to read until the file is restored; a new dictionary meanwhile would
+        // only add to what depends on files.
+        TrainingState::Off(format!(
+            "dictionary file {} is unusable ({}); not training another",
+            f.name,
+            f.problem.unwrap_or_default()
+        ))
+    } else if state.blobs.values().any(|b| b.codec == Codec::ZstdDict as u8) {
+        TrainingState::Off("blobs are compressed with a dictionary whose file is missing; not training another".into())
+    } else {
+        TrainingState::Sampling { samples: 0, bytes: 0 }
+    };
+    DictShared {
+        backend: backend.clone(),
+        segments: segments.clone(),
+        min_samples: options.dictionary_min_samples,
+        min_bytes: options.dictionary_min_bytes,
+        level: options.dictionary_zstd_level,
+        encoder: RwLock::new(encoder.map(Arc::new)),
+        sampler: Mutex::new(Sampler::new(training)),
+        trainer: Mutex::new(None),
+        closed: std::sync::atomic::AtomicBool::new(false),
     }
 }
 
@@ -592,12 +775,12 @@ impl Store {
             let what = what.to_string();
             move |source| OpenError::Io { what, source }
         };
-        let (segment, file, end, sealed, records) = match rec.active {
-            Some(a) => (a.id, a.file, a.end, a.sealed, a.records),
+        let (segment, file, end, sealed, records, version) = match rec.active {
+            Some(a) => (a.id, a.file, a.end, a.sealed, a.records, a.version),
             None => {
                 let file = Writer::create_segment(&*backend, 1, 1).map_err(io("create the first segment"))?;
                 rec.segments.insert(1, file.clone());
-                (1, file, crate::format::SEGMENT_HEADER_LEN as u64, false, 0)
+                (1, file, crate::format::SEGMENT_HEADER_LEN as u64, false, 0, crate::format::FORMAT_VERSION)
             }
         };
         let next_lsn = rec.next_lsn.max(1);
@@ -617,9 +800,19 @@ impl Store {
             writer.max_segment_bytes = 0;
             writer.roll_after_seal().map_err(io("start a new segment"))?;
             writer.max_segment_bytes = options.max_segment_bytes;
+        } else if version < crate::format::FORMAT_VERSION {
+            // A segment of an older version (a version 2 store) gets no record of this one:
+            // its header would not describe them (codec 2 is unknown to version 2).
+            writer.seal_and_roll().map_err(|e| match e {
+                crate::log::WriteFailure::Clean(source) | crate::log::WriteFailure::Fatal(source) => {
+                    OpenError::Io { what: "seal the version 2 segment and start a new one".into(), source }
+                }
+            })?;
         }
+        let dict = Arc::new(dictionary_at_open(&backend, &rec.segments, &rec.state, &options));
         let inner = Arc::new(Inner {
             backend,
+            dict,
             options,
             state: RwLock::new(rec.state),
             segments: rec.segments,
@@ -677,6 +870,37 @@ impl Store {
         &self.inner.options
     }
 
+    /// Prepares a message for [`append_prepared`](Self::append_prepared) and the other
+    /// appends: hashed, parsed, and compressed with the store's dictionary when it has one
+    /// (codec 2), else without (codec 1, as [`PreparedMessage::new`]). While the store has
+    /// no dictionary, the message is also sampled for training one (see `dict.rs`).
+    ///
+    /// With [`Compression::Background`] the body stays as it came (the compression thread
+    /// does the rest after the commit), unless the backlog has reached
+    /// `compress_backlog_max_bytes`: then it is compressed here.
+    pub fn prepare(&self, raw: &[u8]) -> PreparedMessage {
+        let encoder = self.inner.dict.encoder.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if encoder.is_none() {
+            self.inner.dict.offer(raw);
+        }
+        let o = &self.inner.options;
+        if o.compression == Compression::Background && self.inner.backlog.bytes() >= o.compress_backlog_max_bytes {
+            let inline = Options { compression: Compression::Inline, ..o.clone() };
+            return PreparedMessage::build(raw, &inline, encoder.as_deref());
+        }
+        PreparedMessage::build(raw, o, encoder.as_deref())
+    }
+
+    /// Where the store's dictionary stands (sampling, training, ready, off, failed).
+    pub fn dictionary_state(&self) -> crate::dict::TrainingState {
+        self.inner.dict.state()
+    }
+
+    /// The dictionaries the store reads with (their files, and problems found with them).
+    pub fn dictionaries(&self) -> &crate::dict::Dictionaries {
+        self.inner.segments.dictionaries()
+    }
+
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.recovery
     }
@@ -697,17 +921,6 @@ impl Store {
         self.inner.submit(op)
     }
 
-    /// Prepares a message for [`append_prepared`](Self::append_prepared) and the other
-    /// appends. With [`Compression::Background`] the body stays as it came, unless the
-    /// backlog has reached `compress_backlog_max_bytes`: then it is compressed here.
-    pub fn prepare(&self, raw: &[u8]) -> PreparedMessage {
-        let o = &self.inner.options;
-        if o.compression == Compression::Background && self.inner.backlog.bytes() >= o.compress_backlog_max_bytes {
-            let inline = Options { compression: Compression::Inline, ..o.clone() };
-            return PreparedMessage::new(raw, &inline);
-        }
-        PreparedMessage::new(raw, o)
-    }
 
     /// Blobs, and their raw bytes, waiting for background compression.
     pub fn compression_backlog(&self) -> (usize, u64) {

@@ -6,8 +6,9 @@
 //! 4. that each blob's reference count equals the references counted from messages, and
 //!    that each account's thread table agrees with its messages (every message's thread id
 //!    given, live counts as counted, links to given ids);
-//! 5. that every referenced blob reads back, decompresses and hashes to its recorded
-//!    SHA-256, and that its metadata decodes.
+//! 5. that every dictionary file is intact (checksums, a zstd dictionary), and that every
+//!    referenced blob reads back, decompresses (with the dictionary its frame names, if any)
+//!    and hashes to its recorded SHA-256, and that its metadata decodes.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -135,6 +136,14 @@ pub fn check(backend: &FileBackend) -> Result<(Vec<Finding>, Checked), CmdError>
             (s.state, s.segments)
         }
     };
+
+    // Dictionary files: one that is damaged makes every blob compressed with it unreadable
+    // (those blobs are reported one by one below).
+    for f in segments.dictionaries().files() {
+        if let Some(p) = &f.problem {
+            findings.push(Finding::general(format!("dictionary {:#x} ({}) is unusable: {p}", f.id, f.name)));
+        }
+    }
 
     // 4. Reference counts and threads.
     check_refs(&state, "", &mut findings);

@@ -81,6 +81,10 @@ login_delay = 0
 
 [store]
 zstd_level = 1
+dictionary = true
+dictionary_min_samples = 1000
+dictionary_min_bytes = "2M"
+dictionary_zstd_level = -1
 compression = "background"
 compression_backlog = "1G"
 segment_size = "256M"
@@ -98,7 +102,7 @@ pub const LISTENERS: [&str; 9] =
 
 /// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
 /// documented and set in the example file.
-pub const KEYS: [&str; 77] = [
+pub const KEYS: [&str; 81] = [
     "hostname",
     "data_dir",
     "resolver",
@@ -157,6 +161,10 @@ pub const KEYS: [&str; 77] = [
     "pop3.lock_session",
     "pop3.login_delay",
     "store.zstd_level",
+    "store.dictionary",
+    "store.dictionary_min_samples",
+    "store.dictionary_min_bytes",
+    "store.dictionary_zstd_level",
     "store.compression",
     "store.compression_backlog",
     "store.segment_size",
@@ -207,6 +215,10 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     zstd_level: Option<toml::Value>,
+    dictionary: Option<toml::Value>,
+    dictionary_min_samples: Option<toml::Value>,
+    dictionary_min_bytes: Option<toml::Value>,
+    dictionary_zstd_level: Option<toml::Value>,
     compression: Option<toml::Value>,
     compression_backlog: Option<toml::Value>,
     segment_size: Option<toml::Value>,
@@ -619,9 +631,17 @@ pub struct Queue {
 /// `[store]`: how the store writes what it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreSettings {
-    /// zstd level of message bodies written from now on (bodies already stored keep theirs;
-    /// every level reads back alike). Negative levels are zstd's fast ones.
+    /// zstd level of message bodies written from now on without a dictionary (bodies already
+    /// stored keep theirs; every level reads back alike). Negative levels are zstd's fast ones.
     pub zstd_level: i32,
+    /// Train a zstd dictionary from the store's first messages and compress with it.
+    pub dictionary: bool,
+    /// Messages sampled before training...
+    pub dictionary_min_samples: u64,
+    /// ...and bytes.
+    pub dictionary_min_bytes: u64,
+    /// zstd level of bodies compressed with the dictionary.
+    pub dictionary_zstd_level: i32,
     /// Bodies compressed after their commit by an idle-priority thread (true), or before it.
     pub background_compression: bool,
     /// With background compression: raw bytes waiting past which bodies are compressed
@@ -729,6 +749,10 @@ impl Config {
         let st = &self.store;
         postlog_engine::Options {
             zstd_level: st.zstd_level,
+            dictionary: st.dictionary,
+            dictionary_min_samples: st.dictionary_min_samples as usize,
+            dictionary_min_bytes: st.dictionary_min_bytes as usize,
+            dictionary_zstd_level: st.dictionary_zstd_level,
             compression: if st.background_compression {
                 postlog_engine::Compression::Background
             } else {
@@ -805,6 +829,10 @@ impl Config {
             pop3: Pop3 { lock_session: false, login_delay: zero },
             store: StoreSettings {
                 zstd_level: 0,
+                dictionary: false,
+                dictionary_min_samples: 0,
+                dictionary_min_bytes: 0,
+                dictionary_zstd_level: 0,
                 background_compression: false,
                 compression_backlog: 0,
                 segment_size: 0,
@@ -1025,21 +1053,53 @@ impl Config {
                 self.pop3.login_delay = Duration::from_secs(v.int(x, "pop3.login_delay", 0, 86_400)?);
             }
         }
-        if let Some(st) = &raw.store
-            && let Some(x) = &st.zstd_level
-        {
-            let level = x.as_integer().filter(|l| ZSTD_LEVELS.contains(l)).ok_or_else(|| {
-                v.err(
-                    "store.zstd_level",
-                    format!(
-                        "must be a whole number from {} to {}, not {}",
-                        ZSTD_LEVELS.start(),
-                        ZSTD_LEVELS.end(),
-                        describe(x)
-                    ),
-                )
-            })?;
-            self.store.zstd_level = i32::try_from(level).expect("in ZSTD_LEVELS");
+        if let Some(st) = &raw.store {
+            let level = |x: &toml::Value, key: &str| -> Result<i32, ConfigError> {
+                let level = x.as_integer().filter(|l| ZSTD_LEVELS.contains(l)).ok_or_else(|| {
+                    v.err(
+                        key,
+                        format!(
+                            "must be a whole number from {} to {}, not {}",
+                            ZSTD_LEVELS.start(),
+                            ZSTD_LEVELS.end(),
+                            describe(x)
+                        ),
+                    )
+                })?;
+                Ok(i32::try_from(level).expect("in ZSTD_LEVELS"))
+            };
+            if let Some(x) = &st.zstd_level {
+                self.store.zstd_level = level(x, "store.zstd_level")?;
+            }
+            if let Some(x) = &st.dictionary_zstd_level {
+                self.store.dictionary_zstd_level = level(x, "store.dictionary_zstd_level")?;
+            }
+            if let Some(x) = &st.dictionary {
+                self.store.dictionary = x
+                    .as_bool()
+                    .ok_or_else(|| v.err("store.dictionary", format!("must be true or false, not {}", describe(x))))?;
+            }
+            // zstd's trainer wants a few samples at least; more than a million would hold
+            // gigabytes of samples in memory.
+            if let Some(x) = &st.dictionary_min_samples {
+                self.store.dictionary_min_samples = v.int(x, "store.dictionary_min_samples", 10, 1_000_000)?;
+            }
+            if let Some(x) = &st.dictionary_min_bytes {
+                let n = match x {
+                    toml::Value::String(s) => parse_size(s).map_err(|w| v.err("store.dictionary_min_bytes", w))?,
+                    toml::Value::Integer(n) if *n >= 0 => *n as u64,
+                    other => {
+                        return Err(v.err(
+                            "store.dictionary_min_bytes",
+                            format!("must be a size such as \"2M\", not {}", describe(other)),
+                        ));
+                    }
+                };
+                if !(64 << 10..=1 << 30).contains(&n) {
+                    return Err(v.err("store.dictionary_min_bytes", format!("{n} is out of range (64K to 1G)")));
+                }
+                self.store.dictionary_min_bytes = n;
+            }
         }
         if let Some(st) = &raw.store {
             let size = |x: &toml::Value, key: &str, min: u64| -> Result<u64, ConfigError> {
@@ -1462,6 +1522,10 @@ mod tests {
             c.store,
             StoreSettings {
                 zstd_level: 1,
+                dictionary: true,
+                dictionary_min_samples: 1000,
+                dictionary_min_bytes: 2 << 20,
+                dictionary_zstd_level: -1,
                 background_compression: true,
                 compression_backlog: 1 << 30,
                 segment_size: 256 << 20,
@@ -1470,6 +1534,20 @@ mod tests {
             }
         );
         assert_eq!(c.store_options().zstd_level, 1);
+        assert_eq!(c.store_options().dictionary_zstd_level, -1);
+        assert!(c.store_options().dictionary);
+        let mut off = Config::defaults();
+        off.merge_str(
+            "[store]\ndictionary = false\ndictionary_min_samples = 50\ndictionary_min_bytes = \"128K\"\n\
+             dictionary_zstd_level = 3\n",
+            "t",
+        )
+        .unwrap();
+        let o = off.store_options();
+        assert_eq!(
+            (o.dictionary, o.dictionary_min_samples, o.dictionary_min_bytes, o.dictionary_zstd_level),
+            (false, 50, 128 << 10, 3)
+        );
         let mut fast = Config::defaults();
         fast.merge_str("[store]\nzstd_level = -3\n", "t").unwrap();
         assert_eq!(fast.store_options().zstd_level, -3);
@@ -1552,6 +1630,10 @@ mod tests {
             ("[store]\nzstd_level = -8\n", "store.zstd_level"),
             ("[store]\nzstd_level = \"fast\"\n", "store.zstd_level"),
             ("[store]\nlevel = 1\n", "level"),
+            ("[store]\ndictionary = \"yes\"\n", "store.dictionary"),
+            ("[store]\ndictionary_min_samples = 5\n", "store.dictionary_min_samples"),
+            ("[store]\ndictionary_min_bytes = \"1K\"\n", "store.dictionary_min_bytes"),
+            ("[store]\ndictionary_zstd_level = 22\n", "store.dictionary_zstd_level"),
             ("[log]\nlevel = \"verbose\"\n", "log.level"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("tls = 3\n", "tls"),

@@ -20,6 +20,8 @@ use crate::util::{CmdError, exit, flag_names, fmt_time, hex, special_use_names};
 pub struct Dump {
     pub data_dir: String,
     pub recovery: RecoveryView,
+    /// The store's zstd dictionaries (`dict-*.zdict`), by id.
+    pub dictionaries: Vec<DictionaryView>,
     pub segments: Vec<SegmentView>,
     pub blobs: Vec<BlobView>,
     pub accounts: Vec<AccountView>,
@@ -41,6 +43,21 @@ pub struct RecoveryView {
     /// Temporary files recovery removes.
     pub leftover_files: Vec<String>,
     pub salvage_problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DictionaryView {
+    pub id: u32,
+    /// `0x8001`, as zstd tools and error messages show it.
+    pub id_hex: String,
+    pub file: String,
+    /// Size of the file, header included.
+    pub bytes: u64,
+    /// Header and body checksums right and the body loads as a zstd dictionary.
+    pub crc_ok: bool,
+    pub problem: Option<String>,
+    /// Blobs compressed with it (as their frame headers say).
+    pub blobs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -369,6 +386,43 @@ pub fn build(config: &Config, args: &DumpArgs) -> Result<Dump, CmdError> {
         })
         .collect();
 
+    // Dictionaries, and the blobs naming each (one read of each codec-2 blob's frame header).
+    let mut users: BTreeMap<u32, u64> = BTreeMap::new();
+    for b in state.blobs.values().filter(|b| b.codec == Codec::ZstdDict as u8) {
+        if let Ok(data) = postlog_engine::read::read_data(&loaded.segments, b.data, BLOB_PREFIX_LEN)
+            && let Some(id) = postlog_engine::dict::frame_dict_id(&data)
+        {
+            *users.entry(id).or_insert(0) += 1;
+        }
+    }
+    let mut dictionaries: Vec<DictionaryView> = loaded
+        .segments
+        .dictionaries()
+        .files()
+        .into_iter()
+        .map(|f| DictionaryView {
+            id: f.id,
+            id_hex: format!("{:#x}", f.id),
+            file: f.name,
+            bytes: f.file_bytes,
+            crc_ok: f.problem.is_none(),
+            problem: f.problem,
+            blobs: users.remove(&f.id).unwrap_or(0),
+        })
+        .collect();
+    // Named by blobs, but without a file.
+    for (id, blobs) in users {
+        dictionaries.push(DictionaryView {
+            id,
+            id_hex: format!("{id:#x}"),
+            file: postlog_engine::dict::dict_file_name(id),
+            bytes: 0,
+            crc_ok: false,
+            problem: Some("the file is missing".into()),
+            blobs,
+        });
+    }
+
     let report = loaded.report.clone().unwrap_or_default();
     let outcome = match (&loaded.corruption, report.torn_cut) {
         (Some(_), _) => "corrupt",
@@ -392,7 +446,7 @@ pub fn build(config: &Config, args: &DumpArgs) -> Result<Dump, CmdError> {
         leftover_files: tmp_files(&backend).map_err(io)?,
         salvage_problems: loaded.salvage_problems.clone(),
     };
-    Ok(Dump { data_dir: config.data_dir.display().to_string(), recovery, segments, blobs, accounts })
+    Ok(Dump { data_dir: config.data_dir.display().to_string(), recovery, dictionaries, segments, blobs, accounts })
 }
 
 pub fn run(config: &Config, args: &DumpArgs) -> Result<i32, CmdError> {
@@ -446,6 +500,23 @@ fn write_text(out: &mut impl Write, d: &Dump) -> std::io::Result<()> {
     }
     for p in &r.salvage_problems {
         writeln!(out, "  salvage: {p}")?;
+    }
+    if !d.dictionaries.is_empty() {
+        writeln!(out)?;
+    }
+    for x in &d.dictionaries {
+        writeln!(
+            out,
+            "dictionary {} ({}): {} bytes, {}; {} blobs",
+            x.id_hex,
+            x.file,
+            x.bytes,
+            match &x.problem {
+                None => "crc ok".to_string(),
+                Some(p) => format!("UNUSABLE: {p}"),
+            },
+            x.blobs
+        )?;
     }
     for s in &d.segments {
         writeln!(out)?;

@@ -94,7 +94,7 @@ impl Shared<'_> {
         if !unknown.is_empty() {
             self.bar.suspend(|| eprintln!("postlog import: {describe}: dropped unknown flags {unknown:?}"));
         }
-        let prepared = Arc::new(PreparedMessage::new(&msg.bytes, self.store.options()));
+        let prepared = Arc::new(self.store.prepare(&msg.bytes));
         let target = AppendTarget {
             account: self.account,
             mailbox,

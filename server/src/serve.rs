@@ -79,6 +79,33 @@ fn log_recovery(config: &Config, store: &Store) {
         accounts.len(),
         config.hostname,
     );
+    log_dictionary(store);
+}
+
+/// Which zstd dictionary the store compresses with, and any dictionary file it cannot use
+/// (the messages compressed with it cannot be read until it is restored).
+fn log_dictionary(store: &Store) {
+    use postlog_engine::dict::TrainingState;
+    for f in store.dictionaries().files() {
+        if let Some(p) = &f.problem {
+            tracing::warn!("dictionary {:#x} ({}) is unusable: {p}; run `postlog check`", f.id, f.name);
+        }
+    }
+    let o = store.options();
+    match store.dictionary_state() {
+        TrainingState::Ready(id) => {
+            tracing::info!("store dictionary {id:#x} in use (zstd level {})", o.dictionary_zstd_level)
+        }
+        TrainingState::Sampling { .. } => tracing::info!(
+            "store has no dictionary yet: one is trained from the next {} messages ({} bytes)",
+            o.dictionary_min_samples,
+            o.dictionary_min_bytes
+        ),
+        TrainingState::Off(why) if o.dictionary => tracing::warn!("store dictionary: {why}"),
+        TrainingState::Off(_) => {}
+        TrainingState::Training => tracing::info!("store dictionary: training"),
+        TrainingState::Failed(why) => tracing::warn!("store dictionary: {why}"),
+    }
 }
 
 /// Store maintenance while serving: every `store.compact_interval`, compacts the sealed

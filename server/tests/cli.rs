@@ -629,3 +629,71 @@ fn import_compresses_at_the_configured_zstd_level() {
     assert_eq!(dumps[0].len(), 250);
     assert_eq!(dumps[0], dumps[1], "the two stores read back differently");
 }
+
+/// A store that trained its zstd dictionary: `dump --json` lists it with the blobs that use
+/// it, `check` is clean; with its file damaged, `check` reports it and exits non-zero, and
+/// `export` skips (and names) exactly the messages compressed with it.
+#[test]
+fn dictionary_in_dump_check_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("postlog.toml");
+    let spam = ham().parent().unwrap().join("spam");
+    fs::write(
+        &config,
+        format!("data_dir = {:?}\n[store]\ndictionary_min_samples = 100\ndictionary_min_bytes = \"64K\"\n", s(&data)),
+    )
+    .unwrap();
+    // The first import trains after 100 messages (the file is written before it ends); the
+    // second opens the store with the dictionary and compresses every body with it.
+    for dir in [ham(), spam] {
+        let out = run_code(
+            &["import", "--config", s(&config), "--account", ALICE, "--eml-dir", s(&dir), "--create-account"],
+            0,
+        );
+        assert!(text(&out.stdout).contains("imported"), "{}", text(&out.stdout));
+    }
+    let dict = data.join("dict-00008001.zdict");
+    assert!(dict.exists());
+    let dump = dump_json(&data, &[]);
+    let dicts = dump["dictionaries"].as_array().unwrap();
+    assert_eq!(dicts.len(), 1, "{dicts:?}");
+    let d = &dicts[0];
+    assert_eq!((d["id"].as_u64(), d["id_hex"].as_str()), (Some(0x8001), Some("0x8001")));
+    assert_eq!(d["file"], "dict-00008001.zdict");
+    assert_eq!(d["crc_ok"], true);
+    assert_eq!(d["bytes"].as_u64(), Some(fs::metadata(&dict).unwrap().len()));
+    let with_dict = dump["blobs"].as_array().unwrap().iter().filter(|b| b["codec"] == "zstd-dict").count() as u64;
+    assert!(with_dict >= 45, "{with_dict} blobs with the dictionary");
+    assert_eq!(d["blobs"].as_u64(), Some(with_dict));
+    let text_dump = run_code(&["dump", "--data", s(&data)], 0);
+    assert!(text(&text_dump.stdout).contains("dictionary 0x8001 (dict-00008001.zdict)"), "{}", text(&text_dump.stdout));
+    run_code(&["check", "--data", s(&data)], 0);
+    let export = tmp.path().join("export");
+    let out = run_code(&["export", "--data", s(&data), "--account", ALICE, "--maildir", s(&export)], 0);
+    assert!(text(&out.stdout).contains("exported 300 messages"), "{}", text(&out.stdout));
+
+    // A flipped byte in the dictionary's body.
+    let mut bytes = fs::read(&dict).unwrap();
+    let n = bytes.len();
+    bytes[n - 1000] ^= 0x01;
+    fs::write(&dict, &bytes).unwrap();
+    let out = run_code(&["check", "--data", s(&data)], 1);
+    let report = text(&out.stdout);
+    assert!(report.contains("dictionary 0x8001 (dict-00008001.zdict) is unusable: body checksum"), "{report}");
+    assert!(report.contains("body unreadable") && report.contains("dictionary 0x8001"), "{report}");
+    let dump = dump_json(&data, &[]);
+    assert_eq!(dump["dictionaries"][0]["crc_ok"], false);
+    assert!(dump["dictionaries"][0]["problem"].as_str().unwrap().contains("CRC-32C"));
+    let export = tmp.path().join("export2");
+    let out = run_code(&["export", "--data", s(&data), "--account", ALICE, "--maildir", s(&export)], 1);
+    let skipped =
+        text(&out.stderr).lines().filter(|l| l.contains("skipped") && l.contains("dictionary 0x8001")).count();
+    assert_eq!(skipped as u64, with_dict, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("exported {} messages", 300 - with_dict))
+            && text(&out.stdout).contains(&format!("{with_dict} skipped")),
+        "{}",
+        text(&out.stdout)
+    );
+}

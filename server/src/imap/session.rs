@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postlog_engine::meta::MessageMeta;
-use postlog_engine::{AccountId, AppendTarget, FlagOp, MessageEntry, PreparedMessage, ThreadId, Uid, flag};
+use postlog_engine::{AccountId, AppendTarget, FlagOp, MessageEntry, ThreadId, Uid, flag};
 use postlog_protocol::imap::encode::{encode_challenge, encode_continuation, encode_mailbox, encode_nstring};
 use postlog_protocol::imap::{
     Code, Command, CommandBody, CommandFramer, DateTime, FetchAttribute, Flag, Frame, FramerConfig, ListMailbox,
@@ -1163,10 +1163,10 @@ async fn append(s: &mut Session, tag: &Tag, mailbox: &Mailbox, messages: Vec<pos
         let date = m.date.map_or_else(now_unix, |d| d.unix_seconds());
         let raw = m.message.into_data();
         let prepared = if raw.len() <= 256 * 1024 {
-            PreparedMessage::new(&raw, store.options())
+            store.prepare(&raw)
         } else {
             let st = store.clone();
-            match tokio::task::spawn_blocking(move || PreparedMessage::new(&raw, st.options())).await {
+            match tokio::task::spawn_blocking(move || st.prepare(&raw)).await {
                 Ok(p) => p,
                 Err(_) => return s.no(tag, "[SERVERBUG] Could not store the message"),
             }

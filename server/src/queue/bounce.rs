@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use postlog_engine::{AppendTarget, PreparedMessage};
+use postlog_engine::AppendTarget;
 use postlog_protocol::smtp::command::parse_path;
 use postlog_protocol::smtp::dsn::{self, Action, Dsn, RecipientReport};
 use postlog_protocol::smtp::{Notify, Ret};
@@ -91,7 +91,7 @@ fn make(
     let now = now_unix();
     let notification = dsn_bytes(entry, &which, kind, hostname, &original, max_original, now)?;
     let bytes = notification.message;
-    let message = Arc::new(PreparedMessage::new(&bytes, queue.store().options()));
+    let message = Arc::new(queue.store().prepare(&bytes));
     // A local sender: straight into their INBOX (every local user behind the address).
     let local = match directory.resolve(&entry.from) {
         Ok(Resolution::User(u)) => vec![u],

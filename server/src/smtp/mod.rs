@@ -356,10 +356,10 @@ pub fn auth_failure_reply(f: &AuthFailure) -> Reply {
 /// blocking pool for big messages. `None` if the blocking task failed.
 async fn prepare(ctx: &ServerContext, message: Vec<u8>) -> Option<PreparedMessage> {
     if message.len() <= INLINE_PREPARE_MAX {
-        Some(PreparedMessage::new(&message, ctx.store.options()))
+        Some(ctx.store.prepare(&message))
     } else {
         let store = ctx.store.clone();
-        tokio::task::spawn_blocking(move || PreparedMessage::new(&message, store.options())).await.ok()
+        tokio::task::spawn_blocking(move || store.prepare(&message)).await.ok()
     }
 }
 
