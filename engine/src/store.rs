@@ -921,7 +921,6 @@ impl Store {
         self.inner.submit(op)
     }
 
-
     /// Blobs, and their raw bytes, waiting for background compression.
     pub fn compression_backlog(&self) -> (usize, u64) {
         (self.inner.backlog.len(), self.inner.backlog.bytes())
