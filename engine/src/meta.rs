@@ -814,7 +814,10 @@ fn unfold_trim(value: &[u8]) -> String {
 }
 
 fn count_lines(body: &[u8]) -> u32 {
-    let newlines = body.iter().filter(|&&b| b == b'\n').count();
+    // Counted in byte-sized sums over chunks of 255 bytes, which the compiler turns into
+    // vector adds (a plain filter-and-count went byte by byte: a millisecond per MiB of text).
+    let newlines: usize =
+        body.chunks(255).map(|c| usize::from(c.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n'))))).sum();
     let unterminated = usize::from(body.last().is_some_and(|&b| b != b'\n'));
     u32::try_from(newlines + unterminated).unwrap_or(u32::MAX)
 }
@@ -1286,6 +1289,28 @@ impl std::error::Error for MetaDecodeError {}
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn count_lines_counts_like_the_plain_loop() {
+        let naive = |b: &[u8]| {
+            let n = b.iter().filter(|&&c| c == b'\n').count() + usize::from(b.last().is_some_and(|&c| c != b'\n'));
+            n as u32
+        };
+        let mut x: u64 = 7;
+        for len in [0, 1, 2, 254, 255, 256, 511, 1000, 70_000] {
+            for density in [1u64, 2, 9, 80] {
+                let body: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if x % density == 0 { b'\n' } else { b'a' }
+                    })
+                    .collect();
+                assert_eq!(super::count_lines(&body), naive(&body), "len {len}, density {density}");
+            }
+        }
+        assert_eq!(super::count_lines(&[b'\n'; 1000]), 1000);
+    }
     use super::*;
 
     /// Like [`parse_checked`], and checks that every multipart child lies exactly between

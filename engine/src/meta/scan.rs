@@ -133,6 +133,38 @@ fn end_before_delimiter(raw: &[u8], after: usize, boundary: &[u8]) -> usize {
 
 /// The parts of `raw` with their headers and offsets, bodies left empty. `None` when the
 /// input has no header at all (as mail-parser's `parse`).
+/// mail-parser's `MessageStream::seek_part_end`, with the delimiter found by `memmem` rather
+/// than a loop over every byte (a 1 MiB attachment took a millisecond): the same result, the
+/// first `--boundary` anywhere after the position (at a line start or not), the part ending
+/// before the line break in front of it, or at the dashes when it is not at a line start (a
+/// position at the start of the search counts as a line start). `raw` is the stream's data.
+fn seek_part_end(stream: &mut MessageStream<'_>, raw: &[u8], boundary: Option<&[u8]>) -> (usize, bool) {
+    let start = stream.offset();
+    let Some(boundary) = boundary else {
+        stream.skip_bytes(raw.len() - start);
+        return (raw.len(), true);
+    };
+    let mut delimiter = Vec::with_capacity(boundary.len() + 2);
+    delimiter.extend_from_slice(b"--");
+    delimiter.extend_from_slice(boundary);
+    let Some(found) = memchr::memmem::find(&raw[start..], &delimiter) else {
+        stream.skip_bytes(raw.len() - start);
+        return (raw.len(), false);
+    };
+    let at = start + found;
+    let end = if at == start {
+        start
+    } else if raw[at - 1] != b'\n' {
+        at
+    } else if at - 1 > start && raw[at - 2] == b'\r' {
+        at - 2
+    } else {
+        at - 1
+    };
+    stream.skip_bytes(at + delimiter.len() - start);
+    (end, true)
+}
+
 pub(super) fn scan<'x>(parser: &MessageParser, raw: &'x [u8]) -> Option<Message<'x>> {
     let mut stream = MessageStream::new(raw);
     let mut message = new_message();
@@ -178,7 +210,7 @@ pub(super) fn scan<'x>(parser: &MessageParser, raw: &'x [u8]) -> Option<Message<
         }
 
         // A leaf part: it ends at the next delimiter, or at the end of the message.
-        let (end, found) = stream.seek_part_end(frame.boundary.as_deref());
+        let (end, found) = seek_part_end(&mut stream, raw, frame.boundary.as_deref());
         if !found {
             frame.boundary = None;
         }
@@ -294,5 +326,44 @@ fn close_message<'x>(enclosing: &mut Message<'x>, container: usize, mut inner: M
     } else {
         inner.raw_message = enclosing.raw_message.clone();
         p.body = PartType::Message(inner);
+    }
+}
+
+#[cfg(test)]
+mod seek_tests {
+    use super::*;
+
+    /// The memmem search gives what mail-parser's byte loop gives, from every start position.
+    #[test]
+    fn seek_part_end_matches_mail_parser() {
+        let cases: &[&[u8]] = &[
+            b"abc\r\n--b\r\nrest",
+            b"abc\n--b\nrest",
+            b"--b at once",
+            b"\n--b after a newline",
+            b"\r\n--b after crlf",
+            b"x--b in a line",
+            b"x---b three dashes",
+            b"no delimiter here",
+            b"-",
+            b"",
+            b"a\r\n\r\n--bb\r\n--b\r\n",
+            b"--\n--b",
+        ];
+        for case in cases {
+            for boundary in [Some(&b"b"[..]), Some(&b"bb"[..]), None] {
+                for start in 0..=case.len() {
+                    let mut theirs = MessageStream::new(case);
+                    theirs.skip_bytes(start);
+                    let expected = theirs.seek_part_end(boundary);
+                    let mut ours = MessageStream::new(case);
+                    ours.skip_bytes(start);
+                    let got = seek_part_end(&mut ours, case, boundary);
+                    let ctx = format!("{:?} boundary {boundary:?} from {start}", String::from_utf8_lossy(case));
+                    assert_eq!(got, expected, "{ctx}");
+                    assert_eq!(ours.offset(), theirs.offset(), "{ctx}: position after");
+                }
+            }
+        }
     }
 }
