@@ -1303,7 +1303,7 @@ mod tests {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        if x % density == 0 { b'\n' } else { b'a' }
+                        if x.is_multiple_of(density) { b'\n' } else { b'a' }
                     })
                     .collect();
                 assert_eq!(super::count_lines(&body), naive(&body), "len {len}, density {density}");
