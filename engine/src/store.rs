@@ -149,7 +149,7 @@ impl PreparedMessage {
         let deferred = options.compression == Compression::Background;
         let (codec, stored) = if deferred || raw.len() < options.compress_min_bytes {
             (Codec::None, raw.to_vec())
-        } else if let Some(encoder) = encoder {
+        } else if let Some(encoder) = encoder.filter(|_| raw.len() <= DICTIONARY_MAX_BODY) {
             match crate::dict::compress(raw, encoder) {
                 Ok(c) if c.len() < raw.len() => (Codec::ZstdDict, c),
                 _ => (Codec::None, raw.to_vec()),
@@ -189,6 +189,12 @@ impl PreparedMessage {
         self.stored.len()
     }
 }
+
+/// Bodies up to this size are compressed with the store's dictionary (at its level, -1 by
+/// default); larger ones without it, at `zstd_level`. A dictionary helps small messages, and
+/// zstd's negative levels do not entropy-code literals, which left base64 attachments (the
+/// bulk of large mail) as big as they came.
+const DICTIONARY_MAX_BODY: usize = 64 << 10;
 
 /// A blob copied forward by compaction, its bytes exactly as stored.
 pub(crate) struct Relocation {
@@ -483,8 +489,8 @@ impl Inner {
             };
             // With the store's dictionary once it has one, as an append would.
             let encoder = self.dict.encoder.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let compressed = match &encoder {
-                Some(e) => crate::dict::compress(&raw, e).map(|c| (Codec::ZstdDict, c)),
+            let compressed = match encoder.filter(|_| raw.len() <= DICTIONARY_MAX_BODY) {
+                Some(e) => crate::dict::compress(&raw, &e).map(|c| (Codec::ZstdDict, c)),
                 None => compress(&raw, self.options.zstd_level).map(|c| (Codec::Zstd, c)).map_err(|e| e.to_string()),
             };
             if let Ok((codec, c)) = compressed

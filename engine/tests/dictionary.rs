@@ -360,3 +360,46 @@ fn a_failed_training_never_fails_an_append() {
     let done = store.append(b"Subject: after\r\n\r\nstill fine\r\n", &[target(acc, inbox)]).unwrap();
     assert_eq!(store.read_message(acc, inbox, done[0].uid).unwrap(), b"Subject: after\r\n\r\nstill fine\r\n");
 }
+
+/// Large bodies (base64 attachments above all) are compressed without the dictionary, at
+/// `zstd_level`: the dictionary's default level -1 does not entropy-code literals and left
+/// them as big as they came.
+#[test]
+fn large_bodies_are_compressed_without_the_dictionary() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { dictionary_min_samples: 10, dictionary_min_bytes: 1, ..Options::default() };
+    let store = Store::open(dir.path(), options).unwrap();
+    let acc = store.create_account("a@example.test", &[]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    for i in 0..40 {
+        let m = format!("Subject: small {i}\r\nFrom: a@example.test\r\n\r\n{}\r\n", "some text of mail\r\n".repeat(30));
+        store
+            .append(
+                m.as_bytes(),
+                &[AppendTarget { account: acc, mailbox: inbox, flags: 0, keywords: vec![], internal_date: 0 }],
+            )
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !matches!(store.dictionary_state(), postlog_engine::dict::TrainingState::Ready(_)) {
+        assert!(std::time::Instant::now() < deadline, "no dictionary: {:?}", store.dictionary_state());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut raw = b"Subject: big\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while raw.len() < 300_000 {
+        for _ in 0..76 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            raw.push(B64[(x % 64) as usize]);
+        }
+        raw.extend_from_slice(b"\r\n");
+    }
+    let small = store.prepare(b"Subject: s\r\n\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\n");
+    assert_eq!(small.codec(), 2, "a small body uses the dictionary");
+    let big = store.prepare(&raw);
+    assert_eq!(big.codec(), 1, "a large body is compressed without the dictionary");
+    assert!(big.stored_len() < raw.len() * 80 / 100, "base64 stored at {} of {} bytes", big.stored_len(), raw.len());
+}
