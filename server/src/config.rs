@@ -1085,36 +1085,8 @@ impl Config {
                 self.store.dictionary_min_samples = v.int(x, "store.dictionary_min_samples", 10, 1_000_000)?;
             }
             if let Some(x) = &st.dictionary_min_bytes {
-                let n = match x {
-                    toml::Value::String(s) => parse_size(s).map_err(|w| v.err("store.dictionary_min_bytes", w))?,
-                    toml::Value::Integer(n) if *n >= 0 => *n as u64,
-                    other => {
-                        return Err(v.err(
-                            "store.dictionary_min_bytes",
-                            format!("must be a size such as \"2M\", not {}", describe(other)),
-                        ));
-                    }
-                };
-                if !(64 << 10..=1 << 30).contains(&n) {
-                    return Err(v.err("store.dictionary_min_bytes", format!("{n} is out of range (64K to 1G)")));
-                }
-                self.store.dictionary_min_bytes = n;
+                self.store.dictionary_min_bytes = v.size(x, "store.dictionary_min_bytes", 64 << 10, 1 << 30)?;
             }
-        }
-        if let Some(st) = &raw.store {
-            let size = |x: &toml::Value, key: &str, min: u64| -> Result<u64, ConfigError> {
-                let n = match x {
-                    toml::Value::String(s) => parse_size(s).map_err(|w| v.err(key, w))?,
-                    toml::Value::Integer(n) if *n >= 0 => *n as u64,
-                    other => {
-                        return Err(v.err(key, format!("must be a size such as \"256M\", not {}", describe(other))));
-                    }
-                };
-                if n < min || n > 1 << 40 {
-                    return Err(v.err(key, format!("{n} is out of range ({min} to {})", 1u64 << 40)));
-                }
-                Ok(n)
-            };
             if let Some(x) = &st.compression {
                 self.store.background_compression = match v.string(x, "store.compression")? {
                     "background" => true,
@@ -1127,10 +1099,10 @@ impl Config {
                 };
             }
             if let Some(x) = &st.compression_backlog {
-                self.store.compression_backlog = size(x, "store.compression_backlog", 0)?;
+                self.store.compression_backlog = v.size(x, "store.compression_backlog", 0, 1 << 40)?;
             }
             if let Some(x) = &st.segment_size {
-                self.store.segment_size = size(x, "store.segment_size", 1 << 20)?;
+                self.store.segment_size = v.size(x, "store.segment_size", 1 << 20, 1 << 40)?;
             }
             if let Some(x) = &st.compact_interval {
                 self.store.compact_interval = v.duration(x, "store.compact_interval", 0)?;
@@ -1385,6 +1357,19 @@ impl Values<'_> {
         Ok(d)
     }
 
+    /// A size in `min..=max` bytes: whole bytes, or a string with a binary suffix.
+    fn size(&self, x: &toml::Value, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let n = match x {
+            toml::Value::String(s) => parse_size(s).map_err(|w| self.err(key, w))?,
+            toml::Value::Integer(n) if *n >= 0 => *n as u64,
+            other => return Err(self.err(key, format!("must be a size such as \"256M\", not {}", describe(other)))),
+        };
+        if !(min..=max).contains(&n) {
+            return Err(self.err(key, format!("{n} is out of range ({} to {})", show_size(min), show_size(max))));
+        }
+        Ok(n)
+    }
+
     /// A whole number in `min..=max`.
     fn int(&self, x: &toml::Value, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
         match x.as_integer() {
@@ -1402,6 +1387,16 @@ fn describe(x: &toml::Value) -> String {
         toml::Value::Float(f) => format!("the float {f}"),
         other => other.type_str().to_string(),
     }
+}
+
+/// A size as the configuration writes it: with the largest binary suffix that divides it.
+fn show_size(n: u64) -> String {
+    for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if n != 0 && n.is_multiple_of(1 << shift) {
+            return format!("{}{suffix}", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 /// A size: bytes, or a number with a binary suffix `K`, `M`, `G` or `T` (1K = 1024 bytes).
