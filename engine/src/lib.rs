@@ -22,6 +22,7 @@
 
 pub mod backend;
 mod background;
+mod cache;
 mod codec;
 pub mod compaction;
 pub mod dict;

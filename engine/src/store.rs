@@ -51,6 +51,9 @@ pub struct Options {
     /// With [`Compression::Background`]: whether the store runs its compression thread. Off,
     /// the backlog is compressed only by [`Store::compress_backlog_now`] (tests, tools).
     pub compression_thread: bool,
+    /// Bytes of decoded (decompressed) bodies kept for readers that read the same messages
+    /// soon after each other (0: none).
+    pub body_cache_bytes: usize,
     /// Train a dictionary from the store's first messages and compress with it (codec 2).
     /// Off, the store compresses without one; blobs already written with one still read.
     pub dictionary: bool,
@@ -76,6 +79,7 @@ impl Default for Options {
             compression: Compression::Inline,
             compress_backlog_max_bytes: 1 << 30,
             compression_thread: true,
+            body_cache_bytes: 64 << 20,
             dictionary: true,
             dictionary_min_samples: 1000,
             dictionary_min_bytes: 2 << 20,
@@ -278,6 +282,9 @@ pub struct Stats {
     pub transactions: AtomicU64,
     pub bytes_written: AtomicU64,
     pub sync_nanos: AtomicU64,
+    /// Reads of compressed bodies answered from the cache of decoded bodies, and not.
+    pub body_cache_hits: AtomicU64,
+    pub body_cache_misses: AtomicU64,
 }
 
 enum Op {
@@ -444,6 +451,8 @@ struct Inner {
     recovery: RecoveryReport,
     /// Blobs stored as they came, waiting for background compression.
     backlog: crate::background::Backlog,
+    /// The last decoded bodies.
+    bodies: crate::cache::BodyCache,
     /// When the store was opened, and nanoseconds after it of the last commit of anything
     /// but compressed copies: background compression waits for a quiet moment.
     opened: std::time::Instant,
@@ -816,6 +825,7 @@ impl Store {
             })?;
         }
         let dict = Arc::new(dictionary_at_open(&backend, &rec.segments, &rec.state, &options));
+        let body_cache_bytes = options.body_cache_bytes;
         let inner = Arc::new(Inner {
             backend,
             dict,
@@ -829,6 +839,7 @@ impl Store {
             stats: Stats::default(),
             recovery: rec.report,
             backlog: Default::default(),
+            bodies: crate::cache::BodyCache::new(body_cache_bytes),
             opened: std::time::Instant::now(),
             last_foreground_commit: AtomicU64::new(0),
         });
@@ -1262,7 +1273,24 @@ impl Store {
 
     /// The whole message as appended.
     pub fn read_message(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>, ReadError> {
-        self.read_blob(account, mailbox, uid, crate::read::read_body)
+        self.read_blob(account, mailbox, uid, |segments, blob| {
+            if blob.codec == Codec::None as u8 {
+                return crate::read::read_body(segments, blob);
+            }
+            Ok(self.decoded(segments, blob)?.to_vec())
+        })
+    }
+
+    /// A compressed body decoded, from the cache of decoded bodies or into it.
+    fn decoded(&self, segments: &Segments, blob: &BlobEntry) -> Result<Arc<[u8]>, ReadError> {
+        if let Some(body) = self.inner.bodies.get(&blob.hash) {
+            self.inner.stats.body_cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(body);
+        }
+        let body: Arc<[u8]> = crate::read::read_body(segments, blob)?.into();
+        self.inner.stats.body_cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.inner.bodies.insert(blob.hash, body.clone());
+        Ok(body)
     }
 
     /// Bytes `[start, end)` of a message (clamped to its size).
@@ -1281,7 +1309,7 @@ impl Store {
                 let data = crate::read::read_data(segments, blob.data, BLOB_PREFIX_LEN)?;
                 return Ok(data[start as usize..end as usize].to_vec());
             }
-            let whole = crate::read::read_body(segments, blob)?;
+            let whole = self.decoded(segments, blob)?;
             Ok(whole[start as usize..end as usize].to_vec())
         })
     }

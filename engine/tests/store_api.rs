@@ -366,3 +366,30 @@ fn an_append_with_side_writes_commits_both_and_the_values_see_the_uids() {
     assert_eq!(store.kv_get("queue/a").unwrap(), b"uid 2");
     assert_eq!(store.read_message(queue, inbox, 2).unwrap(), msg(2));
 }
+
+/// Decoded bodies are kept for the next reader: the second read of a compressed body (whole
+/// or a range) comes from the cache, and gives the same bytes.
+#[test]
+fn decoded_bodies_are_shared_by_later_reads() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let acc = store.create_account("a@example.test", &[]).unwrap();
+    let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
+    let raw = msg(49);
+    store.append(&raw, &[target(acc, inbox)]).unwrap();
+    let stats = store.stats();
+    assert_eq!(store.read_message(acc, inbox, 1).unwrap(), raw);
+    assert_eq!((stats.body_cache_hits.load(Relaxed), stats.body_cache_misses.load(Relaxed)), (0, 1));
+    assert_eq!(store.read_message(acc, inbox, 1).unwrap(), raw);
+    assert_eq!(store.read_range(acc, inbox, 1, 6, 11).unwrap(), b"Alice");
+    assert_eq!((stats.body_cache_hits.load(Relaxed), stats.body_cache_misses.load(Relaxed)), (2, 1));
+    // Without a cache every read decodes.
+    drop(store);
+    let store = Store::open(dir.path(), Options { body_cache_bytes: 0, ..Options::default() }).unwrap();
+    for _ in 0..3 {
+        assert_eq!(store.read_message(acc, inbox, 1).unwrap(), raw);
+    }
+    let stats = store.stats();
+    assert_eq!((stats.body_cache_hits.load(Relaxed), stats.body_cache_misses.load(Relaxed)), (0, 3));
+}

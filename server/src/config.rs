@@ -90,6 +90,7 @@ compression_backlog = "1G"
 segment_size = "256M"
 compact_interval = "10m"
 compact_dead_percent = 50
+body_cache = "64M"
 
 [log]
 level = "info"
@@ -102,7 +103,7 @@ pub const LISTENERS: [&str; 9] =
 
 /// Every key the loader knows, as `table.key` (top-level keys bare). Tests check that each is
 /// documented and set in the example file.
-pub const KEYS: [&str; 81] = [
+pub const KEYS: [&str; 82] = [
     "hostname",
     "data_dir",
     "resolver",
@@ -170,6 +171,7 @@ pub const KEYS: [&str; 81] = [
     "store.segment_size",
     "store.compact_interval",
     "store.compact_dead_percent",
+    "store.body_cache",
     "log.level",
     "log.format",
     // Tables themselves, so that the docs name each one.
@@ -224,6 +226,7 @@ struct RawStore {
     segment_size: Option<toml::Value>,
     compact_interval: Option<toml::Value>,
     compact_dead_percent: Option<toml::Value>,
+    body_cache: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -653,6 +656,8 @@ pub struct StoreSettings {
     pub compact_interval: Duration,
     /// A sealed segment is compacted when at least this share (percent) of it is dead.
     pub compact_dead_percent: u8,
+    /// Bytes of decoded bodies kept for sessions reading the same messages.
+    pub body_cache: u64,
 }
 
 /// The most and least a `store.zstd_level` may be: zstd's fast levels down to -7, its
@@ -760,6 +765,7 @@ impl Config {
             },
             compress_backlog_max_bytes: st.compression_backlog,
             max_segment_bytes: st.segment_size,
+            body_cache_bytes: usize::try_from(st.body_cache).unwrap_or(usize::MAX),
             ..postlog_engine::Options::default()
         }
     }
@@ -838,6 +844,7 @@ impl Config {
                 segment_size: 0,
                 compact_interval: zero,
                 compact_dead_percent: 0,
+                body_cache: 0,
             },
             log: Log { level: LogLevel::Info, format: LogFormat::Text },
         };
@@ -1106,6 +1113,9 @@ impl Config {
             }
             if let Some(x) = &st.compact_interval {
                 self.store.compact_interval = v.duration(x, "store.compact_interval", 0)?;
+            }
+            if let Some(x) = &st.body_cache {
+                self.store.body_cache = v.size(x, "store.body_cache", 0, 1 << 40)?;
             }
             if let Some(x) = &st.compact_dead_percent {
                 self.store.compact_dead_percent = v.int(x, "store.compact_dead_percent", 1, 100)? as u8;
@@ -1526,6 +1536,7 @@ mod tests {
                 segment_size: 256 << 20,
                 compact_interval: Duration::from_secs(600),
                 compact_dead_percent: 50,
+                body_cache: 64 << 20,
             }
         );
         assert_eq!(c.store_options().zstd_level, 1);

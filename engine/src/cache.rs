@@ -1,0 +1,88 @@
+//! Decoded message bodies, shared by every reader of the store.
+//!
+//! A compressed body is decoded on each read. Several sessions often read the same bodies at
+//! about the same time (a user's phone, laptop and tablet fetching the mail that just came;
+//! a client fetching a message's parts one FETCH at a time), so the store keeps the last
+//! decoded bodies, up to a byte budget, keyed by content hash (a blob's content never changes,
+//! wherever compaction or background compression moves its bytes). Eviction is first in,
+//! first out: the readers this serves read the same bodies close together in time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+pub(crate) struct BodyCache {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<[u8; 32], Arc<[u8]>>,
+    order: VecDeque<[u8; 32]>,
+    bytes: usize,
+}
+
+impl BodyCache {
+    /// A cache of at most `capacity` bytes of bodies (0: none).
+    pub fn new(capacity: usize) -> BodyCache {
+        BodyCache { capacity, inner: Mutex::new(Inner::default()) }
+    }
+
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<[u8]>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).map.get(hash).cloned()
+    }
+
+    /// Keeps `body`, evicting the oldest bodies to stay within the budget. Bodies bigger than
+    /// an eighth of it are not kept (one would push out many).
+    pub fn insert(&self, hash: [u8; 32], body: Arc<[u8]>) {
+        if body.len() > self.capacity / 8 {
+            return;
+        }
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if c.map.contains_key(&hash) {
+            return;
+        }
+        while c.bytes + body.len() > self.capacity {
+            let Some(old) = c.order.pop_front() else { break };
+            if let Some(b) = c.map.remove(&old) {
+                c.bytes -= b.len();
+            }
+        }
+        c.bytes += body.len();
+        c.order.push_back(hash);
+        c.map.insert(hash, body);
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.inner.lock().unwrap().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_bodies_within_the_budget() {
+        let cache = BodyCache::new(1000);
+        let body = |n: u8, len: usize| -> Arc<[u8]> { vec![n; len].into() };
+        for n in 0..10u8 {
+            cache.insert([n; 32], body(n, 100));
+        }
+        assert_eq!(cache.bytes(), 1000);
+        cache.insert([10; 32], body(10, 120));
+        assert!(cache.get(&[0; 32]).is_none() && cache.get(&[1; 32]).is_none(), "the oldest went first");
+        assert_eq!(cache.get(&[10; 32]).unwrap().len(), 120);
+        assert_eq!(cache.get(&[9; 32]).unwrap()[0], 9);
+        assert!(cache.bytes() <= 1000);
+        cache.insert([11; 32], body(11, 126)); // more than an eighth: not kept
+        assert!(cache.get(&[11; 32]).is_none());
+        let none = BodyCache::new(0);
+        none.insert([1; 32], body(1, 0));
+        assert!(none.get(&[1; 32]).is_none());
+    }
+}
