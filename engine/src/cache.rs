@@ -35,12 +35,13 @@ impl BodyCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).map.get(hash).cloned()
     }
 
-    /// Keeps `body`, evicting the oldest bodies to stay within the budget. Bodies bigger than
-    /// an eighth of it are not kept (one would push out many).
-    pub fn insert(&self, hash: [u8; 32], body: Arc<[u8]>) {
+    /// Keeps a copy of `body`, evicting the oldest bodies to stay within the budget. Bodies
+    /// bigger than an eighth of it are not kept (one would push out many), nor copied.
+    pub fn insert(&self, hash: [u8; 32], body: &[u8]) {
         if body.len() > self.capacity / 8 {
             return;
         }
+        let body: Arc<[u8]> = body.into();
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if c.map.contains_key(&hash) {
             return;
@@ -69,20 +70,20 @@ mod tests {
     #[test]
     fn keeps_the_newest_bodies_within_the_budget() {
         let cache = BodyCache::new(1000);
-        let body = |n: u8, len: usize| -> Arc<[u8]> { vec![n; len].into() };
+        let body = |n: u8, len: usize| vec![n; len];
         for n in 0..10u8 {
-            cache.insert([n; 32], body(n, 100));
+            cache.insert([n; 32], &body(n, 100));
         }
         assert_eq!(cache.bytes(), 1000);
-        cache.insert([10; 32], body(10, 120));
+        cache.insert([10; 32], &body(10, 120));
         assert!(cache.get(&[0; 32]).is_none() && cache.get(&[1; 32]).is_none(), "the oldest went first");
         assert_eq!(cache.get(&[10; 32]).unwrap().len(), 120);
         assert_eq!(cache.get(&[9; 32]).unwrap()[0], 9);
         assert!(cache.bytes() <= 1000);
-        cache.insert([11; 32], body(11, 126)); // more than an eighth: not kept
+        cache.insert([11; 32], &body(11, 126)); // more than an eighth: not kept
         assert!(cache.get(&[11; 32]).is_none());
         let none = BodyCache::new(0);
-        none.insert([1; 32], body(1, 0));
+        none.insert([1; 32], &body(1, 0));
         assert!(none.get(&[1; 32]).is_none());
     }
 }

@@ -40,6 +40,25 @@ pub fn live_bytes(store: &Store) -> std::collections::BTreeMap<u64, u64> {
     out
 }
 
+/// The share of a segment of `size` bytes that is dead when `live` of its bytes are live.
+fn dead_ratio(size: u64, live: u64) -> f64 {
+    let payload = size.saturating_sub(SEGMENT_HEADER_LEN as u64).max(1);
+    1.0 - (live as f64 / payload as f64).min(1.0)
+}
+
+/// Whether [`run`] would compact anything: a segment other than the one being written that
+/// is at least `min_dead_ratio` dead. Cheap next to `run`, which first writes a checkpoint of
+/// the whole state.
+pub fn worth_running(store: &Store, min_dead_ratio: f64) -> bool {
+    let live = live_bytes(store);
+    let sizes = store.segment_sizes();
+    let active = sizes.iter().map(|s| s.0).max();
+    sizes
+        .iter()
+        .filter(|(id, _)| Some(*id) != active)
+        .any(|(id, size)| dead_ratio(*size, live.get(id).copied().unwrap_or(0)) >= min_dead_ratio)
+}
+
 pub fn run(store: &Store, min_dead_ratio: f64) -> Result<CompactionReport, CommitError> {
     store.checkpoint()?;
     let checkpoint_segment = store.state().checkpoint_segment;
@@ -49,10 +68,7 @@ pub fn run(store: &Store, min_dead_ratio: f64) -> Result<CompactionReport, Commi
         if segment >= checkpoint_segment {
             continue;
         }
-        let payload = size.saturating_sub(SEGMENT_HEADER_LEN as u64).max(1);
-        let live_here = live.get(&segment).copied().unwrap_or(0);
-        let dead_ratio = 1.0 - (live_here as f64 / payload as f64).min(1.0);
-        if dead_ratio < min_dead_ratio {
+        if dead_ratio(size, live.get(&segment).copied().unwrap_or(0)) < min_dead_ratio {
             continue;
         }
         // A blob may be revived by a new delivery of the same content between the copy and

@@ -151,19 +151,8 @@ impl PreparedMessage {
         let thread_keys = crate::thread::keys(&parsed).into_boxed_slice();
         let meta = parsed.encode();
         let deferred = options.compression == Compression::Background;
-        let (codec, stored) = if deferred || raw.len() < options.compress_min_bytes {
-            (Codec::None, raw.to_vec())
-        } else if let Some(encoder) = encoder.filter(|_| raw.len() <= DICTIONARY_MAX_BODY) {
-            match crate::dict::compress(raw, encoder) {
-                Ok(c) if c.len() < raw.len() => (Codec::ZstdDict, c),
-                _ => (Codec::None, raw.to_vec()),
-            }
-        } else {
-            match compress(raw, options.zstd_level) {
-                Ok(c) if c.len() < raw.len() => (Codec::Zstd, c),
-                _ => (Codec::None, raw.to_vec()),
-            }
-        };
+        let compressed = if deferred { None } else { compress_body(raw, options, encoder) };
+        let (codec, stored) = compressed.unwrap_or_else(|| (Codec::None, raw.to_vec()));
         PreparedMessage {
             hash,
             raw_len: raw.len() as u64,
@@ -199,6 +188,21 @@ impl PreparedMessage {
 /// zstd's negative levels do not entropy-code literals, which left base64 attachments (the
 /// bulk of large mail) as big as they came.
 const DICTIONARY_MAX_BODY: usize = 64 << 10;
+
+/// A body compressed as the store stores it: with the dictionary up to
+/// [`DICTIONARY_MAX_BODY`], else at `zstd_level`; `None` when it is too small to compress or
+/// zstd does not make it smaller (it is then stored as it came). Used at append and by the
+/// background compression, so both write the same.
+fn compress_body(raw: &[u8], options: &Options, encoder: Option<&crate::dict::Encoder>) -> Option<(Codec, Vec<u8>)> {
+    if raw.len() < options.compress_min_bytes {
+        return None;
+    }
+    let compressed = match encoder.filter(|_| raw.len() <= DICTIONARY_MAX_BODY) {
+        Some(e) => crate::dict::compress(raw, e).ok().map(|c| (Codec::ZstdDict, c)),
+        None => compress(raw, options.zstd_level).ok().map(|c| (Codec::Zstd, c)),
+    };
+    compressed.filter(|(_, c)| c.len() < raw.len())
+}
 
 /// A blob copied forward by compaction, its bytes exactly as stored.
 pub(crate) struct Relocation {
@@ -483,6 +487,8 @@ impl Inner {
     /// backlog was empty.
     fn compress_chunk(&self, wait: bool) -> Result<bool, CommitError> {
         let Some(chunk) = self.backlog.take(wait) else { return Ok(false) };
+        // With the store's dictionary once it has one, as an append would.
+        let encoder = self.dict.encoder.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = Vec::new();
         for &(blob, _) in &chunk {
             let from = {
@@ -496,15 +502,7 @@ impl Inner {
             let Ok(raw) = crate::read::read_data(&self.segments, from, crate::record::BLOB_PREFIX_LEN) else {
                 continue;
             };
-            // With the store's dictionary once it has one, as an append would.
-            let encoder = self.dict.encoder.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let compressed = match encoder.filter(|_| raw.len() <= DICTIONARY_MAX_BODY) {
-                Some(e) => crate::dict::compress(&raw, &e).map(|c| (Codec::ZstdDict, c)),
-                None => compress(&raw, self.options.zstd_level).map(|c| (Codec::Zstd, c)).map_err(|e| e.to_string()),
-            };
-            if let Ok((codec, c)) = compressed
-                && c.len() < raw.len()
-            {
+            if let Some((codec, c)) = compress_body(&raw, &self.options, encoder.as_deref()) {
                 out.push(crate::background::Compressed { blob, from, codec, data: c.into() });
             }
         }
@@ -671,11 +669,16 @@ struct CommitterHandle {
 }
 
 impl CommitterHandle {
-    fn stop(&self) {
+    /// Stops the background compression (what it has not done is queued again at open).
+    fn stop_compressor(&self) {
         self.inner.backlog.close();
         if let Some(h) = self.compressor.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
         }
+    }
+
+    fn stop(&self) {
+        self.stop_compressor();
         {
             let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.closing = true;
@@ -928,6 +931,9 @@ impl Store {
 
     /// Writes a snapshot and stops the committer. Further writes fail with `Closed`.
     pub fn close(&self) -> Result<(), CommitError> {
+        // First, so that no compressed copy is committed after the snapshot (it would be
+        // replayed at every open).
+        self.committer.stop_compressor();
         let snap = self.submit(Op::Snapshot).map(|_| ());
         self.committer.stop();
         self.inner.backend.unlock();
@@ -1277,20 +1283,24 @@ impl Store {
             if blob.codec == Codec::None as u8 {
                 return crate::read::read_body(segments, blob);
             }
-            Ok(self.decoded(segments, blob)?.to_vec())
+            Ok(match self.decoded(segments, blob)? {
+                Ok(cached) => cached.to_vec(),
+                Err(fresh) => fresh,
+            })
         })
     }
 
-    /// A compressed body decoded, from the cache of decoded bodies or into it.
-    fn decoded(&self, segments: &Segments, blob: &BlobEntry) -> Result<Arc<[u8]>, ReadError> {
+    /// A compressed body decoded: from the cache of decoded bodies (`Ok`), or decoded now
+    /// (`Err`, a copy of it kept in the cache).
+    fn decoded(&self, segments: &Segments, blob: &BlobEntry) -> Result<Result<Arc<[u8]>, Vec<u8>>, ReadError> {
         if let Some(body) = self.inner.bodies.get(&blob.hash) {
             self.inner.stats.body_cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(body);
+            return Ok(Ok(body));
         }
-        let body: Arc<[u8]> = crate::read::read_body(segments, blob)?.into();
+        let body = crate::read::read_body(segments, blob)?;
         self.inner.stats.body_cache_misses.fetch_add(1, Ordering::Relaxed);
-        self.inner.bodies.insert(blob.hash, body.clone());
-        Ok(body)
+        self.inner.bodies.insert(blob.hash, &body);
+        Ok(Err(body))
     }
 
     /// Bytes `[start, end)` of a message (clamped to its size).
@@ -1309,8 +1319,11 @@ impl Store {
                 let data = crate::read::read_data(segments, blob.data, BLOB_PREFIX_LEN)?;
                 return Ok(data[start as usize..end as usize].to_vec());
             }
-            let whole = self.decoded(segments, blob)?;
-            Ok(whole[start as usize..end as usize].to_vec())
+            let range = start as usize..end as usize;
+            Ok(match self.decoded(segments, blob)? {
+                Ok(cached) => cached[range].to_vec(),
+                Err(fresh) => fresh[range].to_vec(),
+            })
         })
     }
 

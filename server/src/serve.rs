@@ -120,7 +120,7 @@ async fn maintain(store: Store, settings: crate::config::StoreSettings) {
         tokio::time::sleep(settings.compact_interval).await;
         let store = store.clone();
         let done = tokio::task::spawn_blocking(move || {
-            if !worth_compacting(&store, ratio) {
+            if !postlog_engine::compaction::worth_running(&store, ratio) {
                 return None;
             }
             Some(store.compact(ratio))
@@ -141,19 +141,6 @@ async fn maintain(store: Store, settings: crate::config::StoreSettings) {
             Err(e) => tracing::warn!(error = %e, "compaction task failed"),
         }
     }
-}
-
-/// Whether a sealed segment (not the one being written) is dead enough to compact: checked
-/// first because a compaction writes a checkpoint of the whole state.
-fn worth_compacting(store: &Store, ratio: f64) -> bool {
-    let live = postlog_engine::compaction::live_bytes(store);
-    let sizes = store.segment_sizes();
-    let active = sizes.iter().map(|s| s.0).max();
-    sizes.iter().filter(|(id, _)| Some(*id) != active).any(|(id, size)| {
-        let payload = size.saturating_sub(postlog_engine::format::SEGMENT_HEADER_LEN as u64).max(1);
-        let dead = 1.0 - (live.get(id).copied().unwrap_or(0) as f64 / payload as f64).min(1.0);
-        dead >= ratio
-    })
 }
 
 async fn serve(config: Config, store: Store, mut signals: Signals) -> Result<(), CmdError> {
