@@ -3,12 +3,18 @@
 //! A compressed body is decoded on each read. Several sessions often read the same bodies at
 //! about the same time (a user's phone, laptop and tablet fetching the mail that just came;
 //! a client fetching a message's parts one FETCH at a time), so the store keeps the last
-//! decoded bodies, up to a byte budget, keyed by content hash (a blob's content never changes,
-//! wherever compaction or background compression moves its bytes). Eviction is first in,
-//! first out: the readers this serves read the same bodies close together in time.
+//! decoded bodies, up to a byte budget, keyed by blob id and content hash (a blob's content
+//! never changes, wherever compaction or background compression moves its bytes). The id is
+//! part of the key because the hash is only as trustworthy as the log: two blobs of a damaged
+//! or crafted log may claim one hash with different bodies, and each must read as its own.
+//! Eviction is first in, first out: the readers this serves read the same bodies close
+//! together in time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
+/// A blob's id and content hash.
+pub(crate) type Key = (u64, [u8; 32]);
 
 pub(crate) struct BodyCache {
     capacity: usize,
@@ -17,8 +23,8 @@ pub(crate) struct BodyCache {
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<[u8; 32], Arc<[u8]>>,
-    order: VecDeque<[u8; 32]>,
+    map: HashMap<Key, Arc<[u8]>>,
+    order: VecDeque<Key>,
     bytes: usize,
 }
 
@@ -28,22 +34,22 @@ impl BodyCache {
         BodyCache { capacity, inner: Mutex::new(Inner::default()) }
     }
 
-    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<[u8]>> {
+    pub fn get(&self, key: &Key) -> Option<Arc<[u8]>> {
         if self.capacity == 0 {
             return None;
         }
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).map.get(hash).cloned()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).map.get(key).cloned()
     }
 
     /// Keeps a copy of `body`, evicting the oldest bodies to stay within the budget. Bodies
     /// bigger than an eighth of it are not kept (one would push out many), nor copied.
-    pub fn insert(&self, hash: [u8; 32], body: &[u8]) {
+    pub fn insert(&self, key: Key, body: &[u8]) {
         if body.len() > self.capacity / 8 {
             return;
         }
         let body: Arc<[u8]> = body.into();
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if c.map.contains_key(&hash) {
+        if c.map.contains_key(&key) {
             return;
         }
         while c.bytes + body.len() > self.capacity {
@@ -53,8 +59,8 @@ impl BodyCache {
             }
         }
         c.bytes += body.len();
-        c.order.push_back(hash);
-        c.map.insert(hash, body);
+        c.order.push_back(key);
+        c.map.insert(key, body);
     }
 
     #[cfg(test)]
@@ -72,18 +78,18 @@ mod tests {
         let cache = BodyCache::new(1000);
         let body = |n: u8, len: usize| vec![n; len];
         for n in 0..10u8 {
-            cache.insert([n; 32], &body(n, 100));
+            cache.insert((1, [n; 32]), &body(n, 100));
         }
         assert_eq!(cache.bytes(), 1000);
-        cache.insert([10; 32], &body(10, 120));
-        assert!(cache.get(&[0; 32]).is_none() && cache.get(&[1; 32]).is_none(), "the oldest went first");
-        assert_eq!(cache.get(&[10; 32]).unwrap().len(), 120);
-        assert_eq!(cache.get(&[9; 32]).unwrap()[0], 9);
+        cache.insert((1, [10; 32]), &body(10, 120));
+        assert!(cache.get(&(1, [0; 32])).is_none() && cache.get(&(1, [1; 32])).is_none(), "the oldest went first");
+        assert_eq!(cache.get(&(1, [10; 32])).unwrap().len(), 120);
+        assert_eq!(cache.get(&(1, [9; 32])).unwrap()[0], 9);
         assert!(cache.bytes() <= 1000);
-        cache.insert([11; 32], &body(11, 126)); // more than an eighth: not kept
-        assert!(cache.get(&[11; 32]).is_none());
+        cache.insert((1, [11; 32]), &body(11, 126)); // more than an eighth: not kept
+        assert!(cache.get(&(1, [11; 32])).is_none());
         let none = BodyCache::new(0);
-        none.insert([1; 32], &body(1, 0));
-        assert!(none.get(&[1; 32]).is_none());
+        none.insert((1, [1; 32]), &body(1, 0));
+        assert!(none.get(&(1, [1; 32])).is_none());
     }
 }

@@ -505,6 +505,14 @@ impl State {
                 if *thread == 0 || *thread == ThreadId::MAX {
                     return bad(format!("append of UID {uid} in mailbox {mailbox} with thread id {thread}"));
                 }
+                // The usage counters sum sizes a damaged log may make huge: refuse what would
+                // overflow them rather than wrap.
+                let (Some(mb_bytes), Some(acc_bytes)) = (mb.bytes.checked_add(size), acc.bytes.checked_add(size))
+                else {
+                    return bad(format!(
+                        "append of UID {uid} of {size} bytes overflows the usage of mailbox {mailbox}"
+                    ));
+                };
                 let Some(kw) = mb.keyword_bits_adding(keywords) else {
                     return bad(format!("too many keywords in mailbox {mailbox}"));
                 };
@@ -521,12 +529,12 @@ impl State {
                 });
                 mb.uidnext = uid + 1;
                 mb.highest_modseq = mb.highest_modseq.max(*modseq);
-                mb.bytes += size;
+                mb.bytes = mb_bytes;
                 if flags & flag::SEEN == 0 {
                     mb.unseen += 1;
                 }
                 acc.modseq = acc.modseq.max(*modseq);
-                acc.bytes += size;
+                acc.bytes = acc_bytes;
                 acc.messages += 1;
                 acc.threads.join(*thread, links);
                 self.add_ref(*blob)?;
@@ -641,8 +649,13 @@ impl State {
                 if u64::from(*first_uid) + copied.len() as u64 > u64::from(Uid::MAX) {
                     return bad(format!("copy of {} messages from UID {first_uid} runs out of UIDs", copied.len()));
                 }
+                let added = copied.iter().try_fold(0u64, |n, (m, _)| n.checked_add(m.size));
+                let (Some(dst_bytes), Some(acc_bytes)) =
+                    (added.and_then(|a| dst.bytes.checked_add(a)), added.and_then(|a| acc.bytes.checked_add(a)))
+                else {
+                    return bad(format!("copy of {} messages overflows the usage of mailbox {to}", copied.len()));
+                };
                 let mut next = *first_uid;
-                let mut added = 0u64;
                 let mut blobs = Vec::with_capacity(copied.len());
                 let mut threads = Vec::with_capacity(copied.len());
                 for (m, kws) in copied {
@@ -659,15 +672,14 @@ impl State {
                     if m.flags & flag::SEEN == 0 {
                         dst.unseen += 1;
                     }
-                    added += m.size;
                     blobs.push(m.blob);
                     threads.push(m.thread);
                     next += 1;
                 }
                 dst.uidnext = dst.uidnext.max(next);
                 dst.highest_modseq = dst.highest_modseq.max(*modseq);
-                dst.bytes += added;
-                acc.bytes += added;
+                dst.bytes = dst_bytes;
+                acc.bytes = acc_bytes;
                 acc.messages += blobs.len() as u64;
                 for t in threads {
                     acc.threads.add(t);
@@ -828,6 +840,8 @@ pub fn validate_accounts(accounts: &BTreeMap<AccountId, Account>, next_account: 
         if acc.threads.last == ThreadId::MAX || acc.threads.links.values().any(|&t| t == 0 || t > acc.threads.last) {
             return bad(format!("checkpoint: thread links of account {id} are out of range"));
         }
+        // The usage counters are recomputed from the sizes: they must sum without overflow.
+        let mut usage = Some(0u64);
         for (mid, mb) in &acc.mailboxes {
             let ctx = || format!("checkpoint: mailbox {mid} of account {id}");
             if mb.id != *mid || *mid >= acc.next_mailbox || acc.by_name.get(&mb.name) != Some(mid) {
@@ -845,6 +859,10 @@ pub fn validate_accounts(accounts: &BTreeMap<AccountId, Account>, next_account: 
                     return bad(format!("{}: message UID {} has thread id {} out of range", ctx(), m.uid, m.thread));
                 }
                 prev = m.uid;
+                usage = usage.and_then(|u| u.checked_add(m.size));
+            }
+            if usage.is_none() {
+                return bad(format!("{}: message sizes add up past the usage counters' range", ctx()));
             }
             let mut span = 0u64;
             for &(a, b, _) in &mb.vanished {

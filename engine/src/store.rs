@@ -1251,12 +1251,13 @@ impl Store {
         }
     }
 
-    fn blob_of(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<BlobEntry, ReadError> {
+    fn blob_of(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<(BlobId, BlobEntry), ReadError> {
         let st = self.read_state();
         let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
         let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
         let m = mb.message(uid).ok_or(ReadError::NoSuchMessage(uid))?;
-        st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))
+        let blob = st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))?;
+        Ok((m.blob, blob))
     }
 
     /// The blob of a message, looked up again if its segment was compacted away between the
@@ -1266,12 +1267,13 @@ impl Store {
         account: AccountId,
         mailbox: MailboxId,
         uid: Uid,
-        read: impl Fn(&Segments, &BlobEntry) -> Result<T, ReadError>,
+        read: impl Fn(&Segments, BlobId, &BlobEntry) -> Result<T, ReadError>,
     ) -> Result<T, ReadError> {
-        let blob = self.blob_of(account, mailbox, uid)?;
-        match read(&self.inner.segments, &blob) {
+        let (id, blob) = self.blob_of(account, mailbox, uid)?;
+        match read(&self.inner.segments, id, &blob) {
             Err(ReadError::Corrupt { segment, .. }) if self.inner.segments.get(segment).is_none() => {
-                read(&self.inner.segments, &self.blob_of(account, mailbox, uid)?)
+                let (id, blob) = self.blob_of(account, mailbox, uid)?;
+                read(&self.inner.segments, id, &blob)
             }
             r => r,
         }
@@ -1279,11 +1281,11 @@ impl Store {
 
     /// The whole message as appended.
     pub fn read_message(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>, ReadError> {
-        self.read_blob(account, mailbox, uid, |segments, blob| {
+        self.read_blob(account, mailbox, uid, |segments, id, blob| {
             if blob.codec == Codec::None as u8 {
                 return crate::read::read_body(segments, blob);
             }
-            Ok(match self.decoded(segments, blob)? {
+            Ok(match self.decoded(segments, id, blob)? {
                 Ok(cached) => cached.to_vec(),
                 Err(fresh) => fresh,
             })
@@ -1292,14 +1294,19 @@ impl Store {
 
     /// A compressed body decoded: from the cache of decoded bodies (`Ok`), or decoded now
     /// (`Err`, a copy of it kept in the cache).
-    fn decoded(&self, segments: &Segments, blob: &BlobEntry) -> Result<Result<Arc<[u8]>, Vec<u8>>, ReadError> {
-        if let Some(body) = self.inner.bodies.get(&blob.hash) {
+    fn decoded(
+        &self,
+        segments: &Segments,
+        id: BlobId,
+        blob: &BlobEntry,
+    ) -> Result<Result<Arc<[u8]>, Vec<u8>>, ReadError> {
+        if let Some(body) = self.inner.bodies.get(&(id, blob.hash)) {
             self.inner.stats.body_cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Ok(body));
         }
         let body = crate::read::read_body(segments, blob)?;
         self.inner.stats.body_cache_misses.fetch_add(1, Ordering::Relaxed);
-        self.inner.bodies.insert(blob.hash, &body);
+        self.inner.bodies.insert((id, blob.hash), &body);
         Ok(Err(body))
     }
 
@@ -1312,7 +1319,7 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Vec<u8>, ReadError> {
-        self.read_blob(account, mailbox, uid, |segments, blob| {
+        self.read_blob(account, mailbox, uid, |segments, id, blob| {
             let end = end.min(blob.raw_len);
             let start = start.min(end);
             if blob.codec == Codec::None as u8 {
@@ -1320,7 +1327,7 @@ impl Store {
                 return Ok(data[start as usize..end as usize].to_vec());
             }
             let range = start as usize..end as usize;
-            Ok(match self.decoded(segments, blob)? {
+            Ok(match self.decoded(segments, id, blob)? {
                 Ok(cached) => cached[range].to_vec(),
                 Err(fresh) => fresh[range].to_vec(),
             })
@@ -1329,7 +1336,7 @@ impl Store {
 
     /// The metadata parsed at append.
     pub fn meta(&self, account: AccountId, mailbox: MailboxId, uid: Uid) -> Result<MessageMeta, ReadError> {
-        self.read_blob(account, mailbox, uid, crate::read::read_meta)
+        self.read_blob(account, mailbox, uid, |segments, _, blob| crate::read::read_meta(segments, blob))
     }
 
     /// Calls `f` with the encoded metadata (`MessageMeta::decode` reads it) of every message of
@@ -1354,7 +1361,7 @@ impl Store {
             let bytes = match crate::read::read_data(&self.inner.segments, loc, META_PREFIX_LEN) {
                 Err(ReadError::Corrupt { .. }) if self.inner.segments.get(loc.segment).is_none() => {
                     // Compacted away meanwhile: the blob was copied forward first.
-                    let blob = self.blob_of(account, mailbox, uid)?;
+                    let (_, blob) = self.blob_of(account, mailbox, uid)?;
                     let loc = blob.meta.ok_or(ReadError::NoSuchMessage(uid))?;
                     crate::read::read_data(&self.inner.segments, loc, META_PREFIX_LEN)?
                 }
@@ -2452,4 +2459,38 @@ pub fn state_of(store: &Store) -> State {
 /// Yields every record of a range list, for callers building UID lists.
 pub fn uids_of(ranges: &[(u32, u32)]) -> Vec<Uid> {
     ranges_iter(ranges).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemBackend;
+
+    /// Two blobs of a damaged or crafted log may claim one content hash (replay cannot check
+    /// it without decoding every body). Each must still read as its own body: the cache of
+    /// decoded bodies once keyed by hash alone handed the first one's bytes to the second, and
+    /// a range past the shorter body's end panicked (found by the `segment_scan` fuzz target).
+    #[test]
+    fn blobs_claiming_one_hash_read_as_their_own_bodies() {
+        let store = Store::open_backend(Arc::new(MemBackend::new()), Options::default()).unwrap();
+        let account = store.create_account("a@example.test", &[]).unwrap();
+        let short = b"Subject: short\r\n\r\nhello\r\n".repeat(40);
+        let long = b"Subject: long\r\n\r\nworld of words\r\n".repeat(200);
+        let target = AppendTarget { account, mailbox: 1, flags: 0, keywords: Vec::new(), internal_date: 0 };
+        let a = store.append(&short, std::slice::from_ref(&target)).unwrap()[0].uid;
+        let b = store.append(&long, std::slice::from_ref(&target)).unwrap()[0].uid;
+        {
+            let mut st = store.inner.state.write().unwrap();
+            let hashes: Vec<[u8; 32]> = st.blobs.values().map(|e| e.hash).collect();
+            assert_eq!(hashes.len(), 2);
+            assert!(st.blobs.values().all(|e| e.codec != Codec::None as u8), "both bodies are compressed");
+            for e in st.blobs.values_mut() {
+                e.hash = hashes[0];
+            }
+        }
+        assert_eq!(store.read_message(account, 1, a).unwrap(), short);
+        assert_eq!(store.read_range(account, 1, b, 1000, 1020).unwrap(), long[1000..1020]);
+        assert_eq!(store.read_message(account, 1, b).unwrap(), long);
+        assert_eq!(store.read_range(account, 1, a, 0, 10).unwrap(), short[..10]);
+    }
 }

@@ -75,3 +75,60 @@ fn ids_at_the_top_of_their_range_are_refused() {
     st.apply(&copy(u32::MAX - 2), None).unwrap();
     assert_eq!(st.mailbox(1, 2).unwrap().uidnext, u32::MAX);
 }
+
+/// Message sizes that would make a mailbox's or account's usage overflow are refused (found by
+/// the `segment_scan` fuzz target: an append of a size near `u64::MAX` panicked on the add).
+#[test]
+fn sizes_that_overflow_the_usage_counters_are_refused() {
+    let mut st = State::default();
+    st.apply(&Record::AccountCreate { account: 1, name: "a".into() }, None).unwrap();
+    for mailbox in [1, 2] {
+        let create = Record::MailboxCreate {
+            account: 1,
+            mailbox,
+            name: format!("m{mailbox}"),
+            uidvalidity: 1,
+            special_use: 0,
+            modseq: 2,
+        };
+        st.apply(&create, None).unwrap();
+    }
+    st.apply(&Record::Blob { blob: 1, hash: [2; 32], raw_len: 5 }, data()).unwrap();
+    let sized = |mailbox: u32, uid: u32, size: u64| match append(uid) {
+        Record::MessageAppend {
+            account,
+            modseq,
+            blob,
+            flags,
+            keywords,
+            internal_date,
+            save_date,
+            thread,
+            links,
+            ..
+        } => Record::MessageAppend {
+            account,
+            mailbox,
+            uid,
+            modseq,
+            blob,
+            size,
+            flags,
+            keywords,
+            internal_date,
+            save_date,
+            thread,
+            links,
+        },
+        _ => unreachable!(),
+    };
+    st.apply(&sized(1, 1, u64::MAX - 10), None).unwrap();
+    // The same mailbox, and another mailbox of the same account.
+    assert!(st.apply(&sized(1, 2, 11), None).is_err());
+    assert!(st.apply(&sized(2, 1, 11), None).is_err());
+    st.apply(&sized(2, 1, 10), None).unwrap();
+    assert_eq!(st.mailbox(1, 1).unwrap().messages.len(), 1, "a refused append leaves no message behind");
+    // A copy that would overflow them.
+    let copy = Record::Copy { account: 1, from: 2, to: 2, modseq: 4, save_date: 0, first_uid: 2, uids: vec![(1, 1)] };
+    assert!(st.apply(&copy, None).is_err());
+}
