@@ -94,6 +94,12 @@ impl Shared<'_> {
         if !unknown.is_empty() {
             self.bar.suspend(|| eprintln!("postlog import: {describe}: dropped unknown flags {unknown:?}"));
         }
+        // The store trains its compression dictionary from the first messages, on a thread of
+        // its own: an import waits for it (a second or so, once) instead of compressing the
+        // thousands of messages it reads meanwhile without it, worse and slower to read back.
+        while matches!(self.store.dictionary_state(), postlog_engine::dict::TrainingState::Training) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let prepared = Arc::new(self.store.prepare(&msg.bytes));
         let target = AppendTarget {
             account: self.account,

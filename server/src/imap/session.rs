@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postlog_engine::meta::MessageMeta;
-use postlog_engine::{AccountId, AppendTarget, FlagOp, MessageEntry, ThreadId, Uid, flag};
+use postlog_engine::{AccountId, AppendTarget, FlagOp, MailboxId, MessageEntry, ThreadId, Uid, flag};
 use postlog_protocol::imap::encode::{encode_challenge, encode_continuation, encode_mailbox, encode_nstring};
 use postlog_protocol::imap::{
     Code, Command, CommandBody, CommandFramer, DateTime, FetchAttribute, Flag, Frame, FramerConfig, ListMailbox,
@@ -418,6 +418,9 @@ async fn run(ctx: Arc<ServerContext>, mut conn: Connection) {
         if flush(&mut conn, &mut s).await.is_err() {
             break;
         }
+        if s.out.capacity() > IDLE_OUT_CAPACITY {
+            s.out = Vec::new();
+        }
         let idling = s.idling.is_some();
         let changed = async {
             match watch.as_mut() {
@@ -470,21 +473,26 @@ async fn flush(conn: &mut Connection, s: &mut Session) -> std::io::Result<()> {
     if s.out.is_empty() {
         return Ok(());
     }
-    let mut out = std::mem::take(&mut s.out);
-    if let Some(d) = s.deflate.as_mut() {
-        out = d.deflate(&out);
-    }
+    let deflated = s.deflate.as_mut().map(|d| d.deflate(&s.out));
     if std::mem::take(&mut s.start_deflate) {
         // The COMPRESS OK itself goes out uncompressed; everything after it is compressed.
         s.deflate = Some(Deflate::new());
     }
     let limit = conn.idle_timeout();
-    with_idle_timeout(limit, async {
-        conn.write_all(&out).await?;
+    let written = with_idle_timeout(limit, async {
+        conn.write_all(deflated.as_deref().unwrap_or(&s.out)).await?;
         conn.flush().await
     })
-    .await
+    .await;
+    // The buffer is kept for the rest of the command (a FETCH streams through it); the
+    // session drops a big one when it goes back to waiting for input.
+    s.out.clear();
+    written
 }
+
+/// Capacity of the output buffer a session keeps while it waits for input: a FETCH that
+/// streamed megabytes through it does not leave each idle session holding them.
+const IDLE_OUT_CAPACITY: usize = 16 << 10;
 
 fn peer(conn: &Connection) -> Peer {
     Peer { ip: conn.peer_ip(), tls: conn.is_tls() }
@@ -1257,7 +1265,7 @@ struct FetchPlan {
 /// A whole FETCH of `uids`, answered into the session's output at once.
 fn fetch(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> FetchTrouble {
     let (plan, mut trouble) = fetch_start(s, uids, attrs);
-    fetch_some(s, &plan, uids, attrs, &mut trouble);
+    fetch_some(s, &plan, uids, attrs, &mut trouble, None);
     trouble
 }
 
@@ -1270,13 +1278,85 @@ async fn fetch_streamed(
     attrs: &[FetchAttribute],
 ) -> std::io::Result<FetchTrouble> {
     let (plan, mut trouble) = fetch_start(s, uids, attrs);
-    for chunk in uids.chunks(FETCH_CHUNK) {
-        fetch_some(s, &plan, chunk, attrs, &mut trouble);
+    if !reads_bodies(attrs) || uids.len() <= 1 {
+        for chunk in uids.chunks(FETCH_CHUNK) {
+            fetch_some(s, &plan, chunk, attrs, &mut trouble, None);
+            if s.out.len() >= FETCH_FLUSH_BYTES {
+                flush(conn, s).await?;
+            }
+        }
+        return Ok(trouble);
+    }
+    // Bodies are decoded (decompressed) one chunk ahead on a blocking thread, while this task
+    // renders and writes the chunk before: a big download uses a second core for the
+    // decoding, which is most of its cost.
+    let chunks = body_chunks(&plan, uids);
+    let mut ahead: Option<tokio::task::JoinHandle<Prefetched>> = None;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut bodies = match ahead.take() {
+            Some(handle) => handle.await.ok(),
+            None => None,
+        };
+        if let Some(next) = chunks.get(i + 1) {
+            ahead = Some(decode_ahead(&plan, next));
+        }
+        fetch_some(s, &plan, chunk, attrs, &mut trouble, bodies.as_mut());
         if s.out.len() >= FETCH_FLUSH_BYTES {
             flush(conn, s).await?;
         }
     }
     Ok(trouble)
+}
+
+/// Bodies of the messages of a FETCH chunk, decoded ahead of their rendering.
+type Prefetched = HashMap<Uid, Result<Vec<u8>, Unread>>;
+
+/// Decoded bodies a FETCH holds ahead of the chunk it renders (one chunk of them): at most
+/// `FETCH_CHUNK` messages, and about this many bytes unless one message is bigger.
+const DECODE_AHEAD_BYTES: u64 = 1 << 20;
+
+/// Whether a FETCH reads message bodies (rather than only what the index and the parsed
+/// metadata answer). Top-level HEADER.FIELDS are mostly answered from the metadata.
+fn reads_bodies(attrs: &[FetchAttribute]) -> bool {
+    attrs.iter().any(|a| match a {
+        FetchAttribute::Rfc822
+        | FetchAttribute::Rfc822Text
+        | FetchAttribute::Rfc822Header
+        | FetchAttribute::Binary { .. }
+        | FetchAttribute::BinarySize { .. } => true,
+        FetchAttribute::BodySection { section, .. } => {
+            !(section.part.is_empty() && matches!(section.text, Some(SectionText::HeaderFields(_))))
+        }
+        _ => false,
+    })
+}
+
+/// `uids` cut into chunks of at most `FETCH_CHUNK` messages and about `DECODE_AHEAD_BYTES`.
+fn body_chunks<'a>(plan: &FetchPlan, uids: &'a [Uid]) -> Vec<&'a [Uid]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, uid) in uids.iter().enumerate() {
+        let size = plan.msgs.get(uid).map_or(0, |m| m.size);
+        if i > start && (i - start == FETCH_CHUNK || bytes + size > DECODE_AHEAD_BYTES) {
+            chunks.push(&uids[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < uids.len() {
+        chunks.push(&uids[start..]);
+    }
+    chunks
+}
+
+/// Starts decoding the bodies of `uids` on a blocking thread.
+fn decode_ahead(plan: &FetchPlan, uids: &[Uid]) -> tokio::task::JoinHandle<Prefetched> {
+    let store = plan.store.clone();
+    let (account, mailbox) = (plan.view.account, plan.view.mailbox);
+    let uids = uids.to_vec();
+    tokio::task::spawn_blocking(move || {
+        uids.into_iter().map(|uid| (uid, read_raw_of(&store, account, mailbox, uid))).collect()
+    })
 }
 
 /// Sets \Seen where the FETCH asks for it and reads the flags to show, once for the whole
@@ -1309,9 +1389,19 @@ fn fetch_start(s: &mut Session, uids: &[Uid], attrs: &[FetchAttribute]) -> (Fetc
 }
 
 /// Renders the FETCH responses of `uids` (a chunk of the FETCH `plan` was made for).
-fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAttribute], trouble: &mut FetchTrouble) {
+fn fetch_some(
+    s: &mut Session,
+    plan: &FetchPlan,
+    uids: &[Uid],
+    attrs: &[FetchAttribute],
+    trouble: &mut FetchTrouble,
+    mut prefetched: Option<&mut Prefetched>,
+) {
     let FetchPlan { view, store, show_flags, msgs, keywords } = plan;
     let show_flags = *show_flags;
+    // Rendered straight into the session's output; a message that cannot be rendered whole
+    // is cut back off it.
+    let mut out = std::mem::take(&mut s.out);
     'messages: for &uid in uids {
         let Some(seq) = view.seq(uid) else { continue };
         let Some(m) = msgs.get(&uid) else {
@@ -1321,7 +1411,8 @@ fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAtt
         };
         let mut raw: Option<Vec<u8>> = None;
         let mut meta: Option<MessageMeta> = None;
-        let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
+        let mark = out.len();
+        out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
         let mut first = true;
         let mut sep = |out: &mut Vec<u8>| {
             if !first {
@@ -1351,6 +1442,7 @@ fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAtt
                     Ok(v) => v,
                     Err(why) => {
                         why.note(trouble);
+                        out.truncate(mark);
                         continue 'messages;
                     }
                 };
@@ -1379,10 +1471,12 @@ fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAtt
             let need_meta = (need_raw && !whole)
                 || matches!(a, FetchAttribute::Envelope | FetchAttribute::Body | FetchAttribute::BodyStructure);
             if need_raw && raw.is_none() {
-                let r = match read_raw(store, view, uid) {
+                let ahead = prefetched.as_mut().and_then(|d| d.remove(&uid));
+                let r = match ahead.unwrap_or_else(|| read_raw(store, view, uid)) {
                     Ok(v) => v,
                     Err(why) => {
                         why.note(trouble);
+                        out.truncate(mark);
                         continue 'messages;
                     }
                 };
@@ -1393,6 +1487,7 @@ fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAtt
                     Ok(v) => v,
                     Err(why) => {
                         why.note(trouble);
+                        out.truncate(mark);
                         continue 'messages;
                     }
                 };
@@ -1482,6 +1577,7 @@ fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAtt
                             Ok(b) => postlog_protocol::imap::encode::encode_binary(&mut out, Some(&b)),
                             Err(_) => {
                                 trouble.unknown_cte = true;
+                                out.truncate(mark);
                                 continue 'messages;
                             }
                         },
@@ -1500,8 +1596,8 @@ fn fetch_some(s: &mut Session, plan: &FetchPlan, uids: &[Uid], attrs: &[FetchAtt
             }
         }
         out.extend_from_slice(b")\r\n");
-        s.out.extend(out);
     }
+    s.out = out;
 }
 
 /// Why a message of a FETCH could not be read.
@@ -1528,10 +1624,19 @@ impl Unread {
 
 /// The message's bytes; a read error other than the message being gone is logged.
 fn read_raw(store: &postlog_engine::Store, view: &View, uid: Uid) -> Result<Vec<u8>, Unread> {
-    store.read_message(view.account, view.mailbox, uid).map_err(|e| {
+    read_raw_of(store, view.account, view.mailbox, uid)
+}
+
+fn read_raw_of(
+    store: &postlog_engine::Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    uid: Uid,
+) -> Result<Vec<u8>, Unread> {
+    store.read_message(account, mailbox, uid).map_err(|e| {
         let why = Unread::of(&e);
         if matches!(why, Unread::Failed) {
-            tracing::error!(account = view.account, mailbox = view.mailbox, uid, error = %e, "cannot read a message");
+            tracing::error!(account, mailbox, uid, error = %e, "cannot read a message");
         }
         why
     })

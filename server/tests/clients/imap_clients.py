@@ -365,18 +365,21 @@ def sort_thread():
 
 
 def big_fetch():
-    """A FETCH whose answer (about 700 KB) is written in pieces while it is rendered: every
-    message comes back whole and in order, and a non-peek FETCH shows \\Seen on all of them."""
+    """A FETCH whose answer (about 2 MB) is written in pieces while it is rendered, its bodies
+    decoded a chunk ahead (chunks of up to 64 messages or about 1 MiB; one message here is
+    bigger than that alone): every message comes back whole and in order, and a non-peek
+    FETCH shows \\Seen on all of them."""
     m = imaplib.IMAP4(HOST, PORTS["imap"])
     ok(m.login("bob@example.test", "bob-secret"))
     ok(m.create("Big"))
     sent = []
     for i in range(80):
-        body = "".join(f"message {i} line {j} " + "x" * 60 + "\r\n" for j in range(100))
+        lines = 15000 if i == 40 else 100
+        body = "".join(f"message {i} line {j} " + "x" * 60 + "\r\n" for j in range(lines))
         raw = f"From: big@remote.test\r\nSubject: big {i}\r\n\r\n{body}".encode()
         ok(m.append("Big", None, None, raw))
         sent.append(raw)
-    assert sum(map(len, sent)) > 600_000
+    assert sum(map(len, sent)) > 1_800_000
     ok(m.select("Big"))
     typ, data = m.fetch("1:*", "(BODY.PEEK[])")
     assert typ == "OK", data
