@@ -41,13 +41,13 @@ impl BodyCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).map.get(key).cloned()
     }
 
-    /// Keeps a copy of `body`, evicting the oldest bodies to stay within the budget. Bodies
-    /// bigger than an eighth of it are not kept (one would push out many), nor copied.
-    pub fn insert(&self, key: Key, body: &[u8]) {
+    /// Keeps `body` (shared, not copied), evicting the oldest bodies to stay within the
+    /// budget. Bodies bigger than an eighth of it are not kept (one would push out many).
+    pub fn insert(&self, key: Key, body: &Arc<[u8]>) {
         if body.len() > self.capacity / 8 {
             return;
         }
-        let body: Arc<[u8]> = body.into();
+        let body = body.clone();
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if c.map.contains_key(&key) {
             return;
@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn keeps_the_newest_bodies_within_the_budget() {
         let cache = BodyCache::new(1000);
-        let body = |n: u8, len: usize| vec![n; len];
+        let body = |n: u8, len: usize| -> Arc<[u8]> { vec![n; len].into() };
         for n in 0..10u8 {
             cache.insert((1, [n; 32]), &body(n, 100));
         }

@@ -345,6 +345,20 @@ pub fn compress(raw: &[u8], encoder: &Encoder) -> Result<Vec<u8>, String> {
 
 /// Decompresses a codec-2 blob that must come out `raw_len` bytes long. Memory is bounded by
 /// `raw_len` up to `bulk_max`, and grows with the output actually produced beyond.
+/// Decompresses a frame compressed with `decoder`'s dictionary into `out` (exactly as long as
+/// the body should be: a frame that decodes to more fails); returns the bytes written.
+pub fn decompress_into(data: &[u8], out: &mut [u8], decoder: &Decoder) -> Result<usize, String> {
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd_safe::DCtx::try_create();
+        }
+        let dctx = slot.as_mut().ok_or("zstd could not create a decompression context")?;
+        dctx.decompress_using_ddict(out, data, &decoder.ddict)
+            .map_err(|code| format!("zstd data does not decompress: {}", zstd_safe::get_error_name(code)))
+    })
+}
+
 pub fn decompress(data: &[u8], raw_len: u64, decoder: &Decoder, bulk_max: u64) -> Result<Vec<u8>, String> {
     let wrong_len = |got: usize| format!("zstd data decompresses to {got} bytes, not the {raw_len} recorded");
     if raw_len <= bulk_max {

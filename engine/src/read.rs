@@ -51,6 +51,43 @@ pub fn read_body(segments: &Segments, blob: &BlobEntry) -> Result<Vec<u8>, ReadE
     }
 }
 
+/// A message body as appended (decompressed), in a shared buffer: what the cache of decoded
+/// bodies keeps and readers render from, without a copy between them. A compressed body up to
+/// the bulk limit is decoded straight into it.
+pub fn read_body_shared(segments: &Segments, blob: &BlobEntry) -> Result<std::sync::Arc<[u8]>, ReadError> {
+    if blob.raw_len > BULK_MAX || !matches!(Codec::from_u8(blob.codec), Some(Codec::Zstd | Codec::ZstdDict)) {
+        return read_body(segments, blob).map(std::sync::Arc::from);
+    }
+    let data = read_data(segments, blob.data, BLOB_PREFIX_LEN)?;
+    let corrupt = |reason: String| ReadError::Corrupt { segment: blob.data.segment, offset: blob.data.offset, reason };
+    let mut body: std::sync::Arc<[u8]> = std::iter::repeat_n(0u8, blob.raw_len as usize).collect();
+    let out = std::sync::Arc::get_mut(&mut body).expect("a buffer just made has no other owner");
+    let written = if blob.codec == Codec::ZstdDict as u8 {
+        let decoder = dictionary_of(segments, &data).map_err(corrupt)?;
+        crate::dict::decompress_into(&data, out, &decoder)
+    } else {
+        decompress_into(&data, out)
+    }
+    .map_err(corrupt)?;
+    if written as u64 != blob.raw_len {
+        return Err(corrupt(format!("zstd data decompresses to {written} bytes, not the {} recorded", blob.raw_len)));
+    }
+    Ok(body)
+}
+
+/// Decompresses a zstd frame into `out` (exactly as long as the body should be: a frame
+/// that decodes to more fails); returns the bytes written.
+fn decompress_into(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Decompressor::new().ok();
+        }
+        let d = slot.as_mut().ok_or("zstd could not create a decompression context")?;
+        d.decompress_to_buffer(data, out).map_err(|e| format!("zstd data does not decompress: {e}"))
+    })
+}
+
 /// The dictionary a codec-2 frame names in its header, or why it cannot be had.
 pub fn dictionary_of(segments: &Segments, frame: &[u8]) -> Result<std::sync::Arc<crate::dict::Decoder>, String> {
     let id = crate::dict::frame_dict_id(frame)

@@ -1285,29 +1285,88 @@ impl Store {
             if blob.codec == Codec::None as u8 {
                 return crate::read::read_body(segments, blob);
             }
-            Ok(match self.decoded(segments, id, blob)? {
-                Ok(cached) => cached.to_vec(),
-                Err(fresh) => fresh,
-            })
+            Ok(self.decoded(segments, id, blob)?.to_vec())
         })
     }
 
-    /// A compressed body decoded: from the cache of decoded bodies (`Ok`), or decoded now
-    /// (`Err`, a copy of it kept in the cache).
-    fn decoded(
+    /// The whole message as appended, shared with the cache of decoded bodies: for readers
+    /// that only look at it (an IMAP FETCH renders from it), without the copy `read_message`
+    /// makes.
+    pub fn read_message_shared(
         &self,
-        segments: &Segments,
-        id: BlobId,
-        blob: &BlobEntry,
-    ) -> Result<Result<Arc<[u8]>, Vec<u8>>, ReadError> {
+        account: AccountId,
+        mailbox: MailboxId,
+        uid: Uid,
+    ) -> Result<Arc<[u8]>, ReadError> {
+        self.read_blob(account, mailbox, uid, |segments, id, blob| {
+            if blob.codec == Codec::None as u8 {
+                return crate::read::read_body_shared(segments, blob);
+            }
+            self.decoded(segments, id, blob)
+        })
+    }
+
+    /// `read_message_shared` for several messages of one mailbox, with one look at the
+    /// state for all of them (a FETCH decoding ahead reads them a chunk at a time).
+    pub fn read_messages_shared(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Vec<Result<Arc<[u8]>, ReadError>> {
+        let blobs: Vec<Result<(BlobId, BlobEntry), ReadError>> = {
+            let st = self.read_state();
+            let Some(acc) = st.account(account) else {
+                return uids.iter().map(|_| Err(ReadError::NoSuchAccount)).collect();
+            };
+            match acc.mailboxes.get(&mailbox) {
+                None => return uids.iter().map(|_| Err(ReadError::NoSuchMailbox)).collect(),
+                Some(mb) => uids
+                    .iter()
+                    .map(|&uid| {
+                        let m = mb.message(uid).ok_or(ReadError::NoSuchMessage(uid))?;
+                        let blob = st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))?;
+                        Ok((m.blob, blob))
+                    })
+                    .collect(),
+            }
+        };
+        let segments = &self.inner.segments;
+        blobs
+            .into_iter()
+            .zip(uids)
+            .map(|(found, &uid)| {
+                let (id, blob) = found?;
+                let read = |id, blob: &BlobEntry| {
+                    if blob.codec == Codec::None as u8 {
+                        crate::read::read_body_shared(segments, blob)
+                    } else {
+                        self.decoded(segments, id, blob)
+                    }
+                };
+                match read(id, &blob) {
+                    // Compacted away since the look: the blob lives in a later segment.
+                    Err(ReadError::Corrupt { segment, .. }) if segments.get(segment).is_none() => {
+                        let (id, blob) = self.blob_of(account, mailbox, uid)?;
+                        read(id, &blob)
+                    }
+                    r => r,
+                }
+            })
+            .collect()
+    }
+
+    /// A compressed body decoded: from the cache of decoded bodies, or decoded now (and kept
+    /// there).
+    fn decoded(&self, segments: &Segments, id: BlobId, blob: &BlobEntry) -> Result<Arc<[u8]>, ReadError> {
         if let Some(body) = self.inner.bodies.get(&(id, blob.hash)) {
             self.inner.stats.body_cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Ok(body));
+            return Ok(body);
         }
-        let body = crate::read::read_body(segments, blob)?;
+        let body = crate::read::read_body_shared(segments, blob)?;
         self.inner.stats.body_cache_misses.fetch_add(1, Ordering::Relaxed);
         self.inner.bodies.insert((id, blob.hash), &body);
-        Ok(Err(body))
+        Ok(body)
     }
 
     /// Bytes `[start, end)` of a message (clamped to its size).
@@ -1326,11 +1385,7 @@ impl Store {
                 let data = crate::read::read_data(segments, blob.data, BLOB_PREFIX_LEN)?;
                 return Ok(data[start as usize..end as usize].to_vec());
             }
-            let range = start as usize..end as usize;
-            Ok(match self.decoded(segments, id, blob)? {
-                Ok(cached) => cached[range].to_vec(),
-                Err(fresh) => fresh[range].to_vec(),
-            })
+            Ok(self.decoded(segments, id, blob)?[start as usize..end as usize].to_vec())
         })
     }
 

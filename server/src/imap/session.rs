@@ -1309,7 +1309,7 @@ async fn fetch_streamed(
 }
 
 /// Bodies of the messages of a FETCH chunk, decoded ahead of their rendering.
-type Prefetched = HashMap<Uid, Result<Vec<u8>, Unread>>;
+type Prefetched = HashMap<Uid, Result<Arc<[u8]>, Unread>>;
 
 /// Decoded bodies a FETCH holds ahead of the chunk it renders (one chunk of them): at most
 /// `FETCH_CHUNK` messages, and about this many bytes unless one message is bigger.
@@ -1355,7 +1355,8 @@ fn decode_ahead(plan: &FetchPlan, uids: &[Uid]) -> tokio::task::JoinHandle<Prefe
     let (account, mailbox) = (plan.view.account, plan.view.mailbox);
     let uids = uids.to_vec();
     tokio::task::spawn_blocking(move || {
-        uids.into_iter().map(|uid| (uid, read_raw_of(&store, account, mailbox, uid))).collect()
+        let read = store.read_messages_shared(account, mailbox, &uids);
+        uids.into_iter().zip(read).map(|(uid, r)| (uid, r.map_err(|e| unread(account, mailbox, uid, e)))).collect()
     })
 }
 
@@ -1409,7 +1410,7 @@ fn fetch_some(
             trouble.expunged = true;
             continue;
         };
-        let mut raw: Option<Vec<u8>> = None;
+        let mut raw: Option<Arc<[u8]>> = None;
         let mut meta: Option<MessageMeta> = None;
         let mark = out.len();
         out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
@@ -1623,7 +1624,7 @@ impl Unread {
 }
 
 /// The message's bytes; a read error other than the message being gone is logged.
-fn read_raw(store: &postlog_engine::Store, view: &View, uid: Uid) -> Result<Vec<u8>, Unread> {
+fn read_raw(store: &postlog_engine::Store, view: &View, uid: Uid) -> Result<Arc<[u8]>, Unread> {
     read_raw_of(store, view.account, view.mailbox, uid)
 }
 
@@ -1632,14 +1633,17 @@ fn read_raw_of(
     account: AccountId,
     mailbox: MailboxId,
     uid: Uid,
-) -> Result<Vec<u8>, Unread> {
-    store.read_message(account, mailbox, uid).map_err(|e| {
-        let why = Unread::of(&e);
-        if matches!(why, Unread::Failed) {
-            tracing::error!(account, mailbox, uid, error = %e, "cannot read a message");
-        }
-        why
-    })
+) -> Result<Arc<[u8]>, Unread> {
+    store.read_message_shared(account, mailbox, uid).map_err(|e| unread(account, mailbox, uid, e))
+}
+
+/// Why a message could not be read; a read error other than the message being gone is logged.
+fn unread(account: AccountId, mailbox: MailboxId, uid: Uid, e: postlog_engine::ReadError) -> Unread {
+    let why = Unread::of(&e);
+    if matches!(why, Unread::Failed) {
+        tracing::error!(account, mailbox, uid, error = %e, "cannot read a message");
+    }
+    why
 }
 
 /// The message's metadata; a read error other than the message being gone is logged.
