@@ -15,6 +15,7 @@ run and putting the originals back at the end. Run it on a quiet machine:
     sudo benches/scripts/smtp_vs_postfix.py            # full run (a few minutes)
     sudo benches/scripts/smtp_vs_postfix.py --quick    # smaller counts
     ... --json results.json                            # also write the figures as JSON
+    ... --ceiling                                      # also smtp-source against smtp-sink
 """
 import argparse
 import json
@@ -352,6 +353,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller counts")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--only", choices=["postlog", "postfix"], help="measure one side")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also run the smtp-source cases against Postfix's smtp-sink (accepts and discards, "
+                         "no disk): what the client reaches on this machine with a server that does nothing")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: it starts the system's Postfix and Dovecot")
@@ -375,6 +379,8 @@ def main():
     results = {"machine": f"{os.cpu_count()} cores, {os.uname().release}", "cases": {}}
     workdir = tempfile.mkdtemp(prefix="postlog-bench-", dir="/var/tmp")
     try:
+        if args.ceiling:
+            results["smtp_sink_ceiling"] = sink_ceiling(cases)
         if args.only != "postfix":
             pl = Postlog(workdir)
             try:
@@ -418,6 +424,35 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def sink_ceiling(cases):
+    """The smtp-source cases against smtp-sink (Postfix's test server: it answers every
+    command at once and discards the data; one process, no disk), three runs each: the rate
+    the client and the kernel's loopback TCP allow on these cores, with nothing stored."""
+    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "127.0.0.1:2526", "1000"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = {}
+    try:
+        wait_port(2526)
+        for name, client in cases:
+            argv = client(2526, "sink@example.test")
+            if argv[0] != "smtp-source":
+                continue
+            rates, client_cpu = [], []
+            for _ in range(3):
+                cpu0, t0 = children_cpu(), time.time()
+                subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                elapsed = time.time() - t0
+                rates.append(expected_msgs(argv) / elapsed)
+                client_cpu.append((children_cpu() - cpu0) / expected_msgs(argv) * 1000)
+            out[name] = {"accepted_per_s": sorted(rates), "client_cpu_s_per_1000": sorted(client_cpu)}
+            print(f"sink     {name}: {', '.join(f'{r:.0f}' for r in sorted(rates))} msgs/s; "
+                  f"client CPU {min(client_cpu):.2f}-{max(client_cpu):.2f} s/1000 msgs", flush=True)
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+    return out
 
 
 def fmt(r):
