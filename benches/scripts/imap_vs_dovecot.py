@@ -147,11 +147,20 @@ def measure(name, port, user, password, pids_of):
     if CLIENTS:
         # Concurrent clients on the same mailbox: imapload's sync, download and search, all
         # clients starting each workload together; the server's CPU and peak PSS watched.
-        cmd = [IMAPLOAD, "--server", f"127.0.0.1:{port}", "-c", str(CLIENTS), "--user", user, "--password",
-               password, "--workload", "sync,download,search", "--batch", "1000", "--json", "-q"]
-        for pid in pids_of():
-            cmd += ["--server-pid", pid]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        base = [IMAPLOAD, "--server", f"127.0.0.1:{port}", "-c", str(CLIENTS), "--user", user, "--password",
+                password, "--workload", "sync,download,search", "--batch", "1000", "--json", "-q"]
+        # The server processes of the sessions just logged out (Dovecot's) may still be
+        # exiting: imapload refuses a --server-pid that is gone, so look again and retry.
+        for attempt in range(5):
+            time.sleep(0.5)
+            cmd = base + [a for pid in pids_of() for a in ("--server-pid", pid)]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode == 2 and "no such process" in run.stderr and attempt < 4:
+                continue
+            if run.returncode != 0:
+                raise SystemExit(f"imapload failed ({run.returncode}): {run.stderr.strip()}")
+            break
+        out = run.stdout
         load = json.loads(out.strip().splitlines()[-1])
         r["concurrent"] = load
         for name_, w in load.get("workloads", {}).items():
