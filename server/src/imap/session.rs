@@ -1287,18 +1287,22 @@ async fn fetch_streamed(
         }
         return Ok(trouble);
     }
-    // Bodies are decoded (decompressed) one chunk ahead on a blocking thread, while this task
-    // renders and writes the chunk before: a big download uses a second core for the
+    // Bodies are decoded (decompressed) on blocking threads, `DECODE_AHEAD_CHUNKS` chunks
+    // ahead of the one this task renders and writes: a big download uses every core for the
     // decoding, which is most of its cost.
     let chunks = body_chunks(&plan, uids);
-    let mut ahead: Option<tokio::task::JoinHandle<Prefetched>> = None;
+    let mut ahead: std::collections::VecDeque<tokio::task::JoinHandle<Prefetched>> =
+        chunks.iter().skip(1).take(DECODE_AHEAD_CHUNKS).map(|c| decode_ahead(&plan, c)).collect();
     for (i, chunk) in chunks.iter().enumerate() {
-        let mut bodies = match ahead.take() {
-            Some(handle) => handle.await.ok(),
-            None => None,
+        let mut bodies = match i {
+            0 => None,
+            _ => match ahead.pop_front() {
+                Some(handle) => handle.await.ok(),
+                None => None,
+            },
         };
-        if let Some(next) = chunks.get(i + 1) {
-            ahead = Some(decode_ahead(&plan, next));
+        if let Some(next) = chunks.get(i + 1 + DECODE_AHEAD_CHUNKS) {
+            ahead.push_back(decode_ahead(&plan, next));
         }
         fetch_some(s, &plan, chunk, attrs, &mut trouble, bodies.as_mut());
         if s.out.len() >= FETCH_FLUSH_BYTES {
@@ -1311,9 +1315,14 @@ async fn fetch_streamed(
 /// Bodies of the messages of a FETCH chunk, decoded ahead of their rendering.
 type Prefetched = HashMap<Uid, Result<Arc<[u8]>, Unread>>;
 
-/// Decoded bodies a FETCH holds ahead of the chunk it renders (one chunk of them): at most
-/// `FETCH_CHUNK` messages, and about this many bytes unless one message is bigger.
+/// The bodies of a chunk of a FETCH decoded ahead: at most `FETCH_CHUNK` messages, and
+/// about this many bytes unless one message is bigger.
 const DECODE_AHEAD_BYTES: u64 = 1 << 20;
+
+/// Chunks a FETCH decodes ahead of the one it renders, each on its own blocking thread: two,
+/// so that a download's decompression (most of its cost) runs on two cores while the
+/// session's task only copies and writes.
+const DECODE_AHEAD_CHUNKS: usize = 2;
 
 /// Whether a FETCH reads message bodies (rather than only what the index and the parsed
 /// metadata answer). Top-level HEADER.FIELDS are mostly answered from the metadata.
