@@ -366,7 +366,7 @@ def sort_thread():
 
 def big_fetch():
     """A FETCH whose answer (about 2 MB) is written in pieces while it is rendered, its bodies
-    decoded a chunk ahead (chunks of up to 64 messages or about 1 MiB; one message here is
+    decoded ahead (chunks of up to 64 messages or about 1 MiB; one message here is
     bigger than that alone): every message comes back whole and in order, and a non-peek
     FETCH shows \\Seen on all of them."""
     m = imaplib.IMAP4(HOST, PORTS["imap"])
