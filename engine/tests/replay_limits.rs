@@ -11,18 +11,33 @@ fn data() -> Option<DataLoc> {
     Some(DataLoc { loc: Loc { segment: 1, offset: 100, len: 5 }, codec: 0 })
 }
 
+fn mailbox(mailbox: u32) -> Record {
+    Record::MailboxCreate {
+        account: 1,
+        mailbox,
+        name: format!("m{mailbox}"),
+        uidvalidity: 1,
+        special_use: 0,
+        modseq: 2,
+    }
+}
+
 fn append(uid: u32) -> Record {
     append_in_thread(uid, 1)
 }
 
 fn append_in_thread(uid: u32, thread: u32) -> Record {
+    append_sized(1, uid, thread, 5)
+}
+
+fn append_sized(mailbox: u32, uid: u32, thread: u32, size: u64) -> Record {
     Record::MessageAppend {
         account: 1,
-        mailbox: 1,
+        mailbox,
         uid,
         modseq: 3,
         blob: 1,
-        size: 5,
+        size,
         flags: 0,
         keywords: vec![],
         internal_date: 0,
@@ -37,14 +52,6 @@ fn ids_at_the_top_of_their_range_are_refused() {
     let mut st = State::default();
     assert!(st.apply(&Record::AccountCreate { account: u32::MAX, name: "max".into() }, None).is_err());
     st.apply(&Record::AccountCreate { account: 1, name: "a".into() }, None).unwrap();
-    let mailbox = |mailbox| Record::MailboxCreate {
-        account: 1,
-        mailbox,
-        name: format!("m{mailbox}"),
-        uidvalidity: 1,
-        special_use: 0,
-        modseq: 2,
-    };
     assert!(st.apply(&mailbox(u32::MAX), None).is_err());
     st.apply(&mailbox(1), None).unwrap();
     st.apply(&mailbox(2), None).unwrap();
@@ -82,46 +89,10 @@ fn ids_at_the_top_of_their_range_are_refused() {
 fn sizes_that_overflow_the_usage_counters_are_refused() {
     let mut st = State::default();
     st.apply(&Record::AccountCreate { account: 1, name: "a".into() }, None).unwrap();
-    for mailbox in [1, 2] {
-        let create = Record::MailboxCreate {
-            account: 1,
-            mailbox,
-            name: format!("m{mailbox}"),
-            uidvalidity: 1,
-            special_use: 0,
-            modseq: 2,
-        };
-        st.apply(&create, None).unwrap();
-    }
+    st.apply(&mailbox(1), None).unwrap();
+    st.apply(&mailbox(2), None).unwrap();
     st.apply(&Record::Blob { blob: 1, hash: [2; 32], raw_len: 5 }, data()).unwrap();
-    let sized = |mailbox: u32, uid: u32, size: u64| match append(uid) {
-        Record::MessageAppend {
-            account,
-            modseq,
-            blob,
-            flags,
-            keywords,
-            internal_date,
-            save_date,
-            thread,
-            links,
-            ..
-        } => Record::MessageAppend {
-            account,
-            mailbox,
-            uid,
-            modseq,
-            blob,
-            size,
-            flags,
-            keywords,
-            internal_date,
-            save_date,
-            thread,
-            links,
-        },
-        _ => unreachable!(),
-    };
+    let sized = |mailbox, uid, size| append_sized(mailbox, uid, 1, size);
     st.apply(&sized(1, 1, u64::MAX - 10), None).unwrap();
     // The same mailbox, and another mailbox of the same account.
     assert!(st.apply(&sized(1, 2, 11), None).is_err());
