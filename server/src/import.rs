@@ -97,7 +97,11 @@ impl Shared<'_> {
         // The store trains its compression dictionary from the first messages, on a thread of
         // its own: an import waits for it (a second or so, once) instead of compressing the
         // thousands of messages it reads meanwhile without it, worse and slower to read back.
-        while matches!(self.store.dictionary_state(), postlog_engine::dict::TrainingState::Training) {
+        // (At most a minute: past that, the import goes on without it.)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while matches!(self.store.dictionary_state(), postlog_engine::dict::TrainingState::Training)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let prepared = Arc::new(self.store.prepare(&msg.bytes));
