@@ -343,11 +343,14 @@ pub fn compress(raw: &[u8], encoder: &Encoder) -> Result<Vec<u8>, String> {
     })
 }
 
-/// Decompresses a codec-2 blob that must come out `raw_len` bytes long. Memory is bounded by
-/// `raw_len` up to `bulk_max`, and grows with the output actually produced beyond.
-/// Decompresses a frame compressed with `decoder`'s dictionary into `out` (exactly as long as
-/// the body should be: a frame that decodes to more fails); returns the bytes written.
-pub fn decompress_into(data: &[u8], out: &mut [u8], decoder: &Decoder) -> Result<usize, String> {
+/// Decompresses a frame compressed with `decoder`'s dictionary into `out` (a `Vec`'s spare
+/// capacity, or a slice exactly as long as the body should be: a frame that decodes to more
+/// fails), with this thread's context; returns the bytes written.
+pub fn decompress_into<C: zstd_safe::WriteBuf + ?Sized>(
+    data: &[u8],
+    out: &mut C,
+    decoder: &Decoder,
+) -> Result<usize, String> {
     DCTX.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -359,24 +362,18 @@ pub fn decompress_into(data: &[u8], out: &mut [u8], decoder: &Decoder) -> Result
     })
 }
 
+/// Decompresses a codec-2 blob that must come out `raw_len` bytes long. Memory is bounded by
+/// `raw_len` up to `bulk_max`, and grows with the output actually produced beyond.
 pub fn decompress(data: &[u8], raw_len: u64, decoder: &Decoder, bulk_max: u64) -> Result<Vec<u8>, String> {
     let wrong_len = |got: usize| format!("zstd data decompresses to {got} bytes, not the {raw_len} recorded");
     if raw_len <= bulk_max {
-        return DCTX.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = zstd_safe::DCtx::try_create();
-            }
-            let dctx = slot.as_mut().ok_or("zstd could not create a decompression context")?;
-            // One more byte of room than recorded: a longer output is then caught below.
-            let mut out = Vec::with_capacity(raw_len as usize + 1);
-            dctx.decompress_using_ddict(&mut out, data, &decoder.ddict)
-                .map_err(|code| format!("zstd data does not decompress: {}", zstd_safe::get_error_name(code)))?;
-            if out.len() as u64 != raw_len {
-                return Err(wrong_len(out.len()));
-            }
-            Ok(out)
-        });
+        // One more byte of room than recorded: a longer output is then caught below.
+        let mut out = Vec::with_capacity(raw_len as usize + 1);
+        decompress_into(data, &mut out, decoder)?;
+        if out.len() as u64 != raw_len {
+            return Err(wrong_len(out.len()));
+        }
+        return Ok(out);
     }
     // Past the bulk limit: a streaming context with the dictionary, so a damaged length cannot
     // make this allocate more than the frame really holds.

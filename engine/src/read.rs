@@ -66,26 +66,14 @@ pub fn read_body_shared(segments: &Segments, blob: &BlobEntry) -> Result<std::sy
         let decoder = dictionary_of(segments, &data).map_err(corrupt)?;
         crate::dict::decompress_into(&data, out, &decoder)
     } else {
-        decompress_into(&data, out)
+        with_dctx(|d| d.decompress_to_buffer(&data[..], out).map_err(|e| format!("zstd data does not decompress: {e}")))
+            .unwrap_or_else(|| Err("zstd could not create a decompression context".into()))
     }
     .map_err(corrupt)?;
     if written as u64 != blob.raw_len {
         return Err(corrupt(format!("zstd data decompresses to {written} bytes, not the {} recorded", blob.raw_len)));
     }
     Ok(body)
-}
-
-/// Decompresses a zstd frame into `out` (exactly as long as the body should be: a frame
-/// that decodes to more fails); returns the bytes written.
-fn decompress_into(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
-    DCTX.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = zstd::bulk::Decompressor::new().ok();
-        }
-        let d = slot.as_mut().ok_or("zstd could not create a decompression context")?;
-        d.decompress_to_buffer(data, out).map_err(|e| format!("zstd data does not decompress: {e}"))
-    })
 }
 
 /// The dictionary a codec-2 frame names in its header, or why it cannot be had.
@@ -119,20 +107,25 @@ thread_local! {
     static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// `f` with this thread's decompression context (made on first use); `None` if zstd could
+/// not make one.
+fn with_dctx<T>(f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> T) -> Option<T> {
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Decompressor::new().ok();
+        }
+        slot.as_mut().map(f)
+    })
+}
+
 /// Decompresses a zstd blob that must come out `raw_len` bytes long. Memory is bounded by
 /// `raw_len` up to 64 MiB and grows with the output actually produced beyond (a damaged length
 /// cannot make it allocate more).
 pub fn decompress(data: &[u8], raw_len: u64) -> Result<Vec<u8>, String> {
     if raw_len <= BULK_MAX {
-        let bulk = DCTX.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = zstd::bulk::Decompressor::new().ok();
-            }
-            // One more byte of room than recorded: a longer output is then caught below.
-            slot.as_mut().map(|d| d.decompress(data, raw_len as usize + 1))
-        });
-        if let Some(result) = bulk {
+        // One more byte of room than recorded: a longer output is then caught below.
+        if let Some(result) = with_dctx(|d| d.decompress(data, raw_len as usize + 1)) {
             let out = result.map_err(|e| format!("zstd data does not decompress: {e}"))?;
             if out.len() as u64 != raw_len {
                 return Err(format!("zstd data decompresses to {} bytes, not the {raw_len} recorded", out.len()));

@@ -1255,9 +1255,7 @@ impl Store {
         let st = self.read_state();
         let acc = st.account(account).ok_or(ReadError::NoSuchAccount)?;
         let mb = acc.mailboxes.get(&mailbox).ok_or(ReadError::NoSuchMailbox)?;
-        let m = mb.message(uid).ok_or(ReadError::NoSuchMessage(uid))?;
-        let blob = st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))?;
-        Ok((m.blob, blob))
+        blob_in(&st, mb, uid)
     }
 
     /// The blob of a message, looked up again if its segment was compacted away between the
@@ -1269,7 +1267,19 @@ impl Store {
         uid: Uid,
         read: impl Fn(&Segments, BlobId, &BlobEntry) -> Result<T, ReadError>,
     ) -> Result<T, ReadError> {
-        let (id, blob) = self.blob_of(account, mailbox, uid)?;
+        let found = self.blob_of(account, mailbox, uid)?;
+        self.read_found(account, mailbox, uid, found, read)
+    }
+
+    /// `read` on a blob looked up already, looked up again as `read_blob` does.
+    fn read_found<T>(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uid: Uid,
+        (id, blob): (BlobId, BlobEntry),
+        read: impl Fn(&Segments, BlobId, &BlobEntry) -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
         match read(&self.inner.segments, id, &blob) {
             Err(ReadError::Corrupt { segment, .. }) if self.inner.segments.get(segment).is_none() => {
                 let (id, blob) = self.blob_of(account, mailbox, uid)?;
@@ -1298,12 +1308,7 @@ impl Store {
         mailbox: MailboxId,
         uid: Uid,
     ) -> Result<Arc<[u8]>, ReadError> {
-        self.read_blob(account, mailbox, uid, |segments, id, blob| {
-            if blob.codec == Codec::None as u8 {
-                return crate::read::read_body_shared(segments, blob);
-            }
-            self.decoded(segments, id, blob)
-        })
+        self.read_blob(account, mailbox, uid, |segments, id, blob| self.shared_body(segments, id, blob))
     }
 
     /// `read_message_shared` for several messages of one mailbox, with one look at the
@@ -1314,46 +1319,34 @@ impl Store {
         mailbox: MailboxId,
         uids: &[Uid],
     ) -> Vec<Result<Arc<[u8]>, ReadError>> {
-        let blobs: Vec<Result<(BlobId, BlobEntry), ReadError>> = {
+        let found: Vec<Result<(BlobId, BlobEntry), ReadError>> = {
             let st = self.read_state();
             let Some(acc) = st.account(account) else {
                 return uids.iter().map(|_| Err(ReadError::NoSuchAccount)).collect();
             };
-            match acc.mailboxes.get(&mailbox) {
-                None => return uids.iter().map(|_| Err(ReadError::NoSuchMailbox)).collect(),
-                Some(mb) => uids
-                    .iter()
-                    .map(|&uid| {
-                        let m = mb.message(uid).ok_or(ReadError::NoSuchMessage(uid))?;
-                        let blob = st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))?;
-                        Ok((m.blob, blob))
-                    })
-                    .collect(),
-            }
+            let Some(mb) = acc.mailboxes.get(&mailbox) else {
+                return uids.iter().map(|_| Err(ReadError::NoSuchMailbox)).collect();
+            };
+            uids.iter().map(|&uid| blob_in(&st, mb, uid)).collect()
         };
-        let segments = &self.inner.segments;
-        blobs
+        found
             .into_iter()
             .zip(uids)
             .map(|(found, &uid)| {
-                let (id, blob) = found?;
-                let read = |id, blob: &BlobEntry| {
-                    if blob.codec == Codec::None as u8 {
-                        crate::read::read_body_shared(segments, blob)
-                    } else {
-                        self.decoded(segments, id, blob)
-                    }
-                };
-                match read(id, &blob) {
-                    // Compacted away since the look: the blob lives in a later segment.
-                    Err(ReadError::Corrupt { segment, .. }) if segments.get(segment).is_none() => {
-                        let (id, blob) = self.blob_of(account, mailbox, uid)?;
-                        read(id, &blob)
-                    }
-                    r => r,
-                }
+                self.read_found(account, mailbox, uid, found?, |segments, id, blob| {
+                    self.shared_body(segments, id, blob)
+                })
             })
             .collect()
+    }
+
+    /// A body in a shared buffer: a stored-as-is one read out (the cache is for decoding), a
+    /// compressed one through the cache of decoded bodies.
+    fn shared_body(&self, segments: &Segments, id: BlobId, blob: &BlobEntry) -> Result<Arc<[u8]>, ReadError> {
+        if blob.codec == Codec::None as u8 {
+            return crate::read::read_body_shared(segments, blob);
+        }
+        self.decoded(segments, id, blob)
     }
 
     /// A compressed body decoded: from the cache of decoded bodies, or decoded now (and kept
@@ -2509,6 +2502,13 @@ fn write_snapshot(inner: &Inner, writer: &Writer) -> Result<Outcome, CommitError
 #[doc(hidden)]
 pub fn state_of(store: &Store) -> State {
     store.read_state().clone()
+}
+
+/// The blob of message `uid` of `mb`, with its id.
+fn blob_in(st: &State, mb: &Mailbox, uid: Uid) -> Result<(BlobId, BlobEntry), ReadError> {
+    let m = mb.message(uid).ok_or(ReadError::NoSuchMessage(uid))?;
+    let blob = st.blobs.get(&m.blob).cloned().ok_or(ReadError::NoSuchMessage(uid))?;
+    Ok((m.blob, blob))
 }
 
 /// Yields every record of a range list, for callers building UID lists.

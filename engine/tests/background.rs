@@ -1,6 +1,8 @@
 //! Background compression (`Compression::Background`): bodies are committed as they came and
 //! compressed later; reads, replay, compaction and crashes must not tell the difference.
 
+mod common;
+
 use std::sync::Arc;
 
 use postlog_engine::backend::MemBackend;
@@ -193,19 +195,10 @@ fn a_large_base64_body_is_compressed_in_the_background() {
     let store = Store::open(dir.path(), Options { compression_thread: false, ..options() }).unwrap();
     let acc = store.create_account("a@example.test", &[]).unwrap();
     let inbox = store.mailbox_by_name(acc, "INBOX").unwrap().id;
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut raw =
-        b"Subject: big\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while raw.len() < 1 << 20 {
-        for _ in 0..76 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            raw.push(B64[(x % 64) as usize]);
-        }
-        raw.extend_from_slice(b"\r\n");
-    }
+    let raw = common::base64_body(
+        b"Subject: big\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        1 << 20,
+    );
     store.append(&raw, &[target(acc, inbox)]).unwrap();
     assert_eq!(codecs(&store), (1, 0));
     store.compress_backlog_now().unwrap();

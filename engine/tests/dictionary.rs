@@ -1,6 +1,8 @@
 //! Per-store dictionaries (format version 3): training from the store's own mail, codec-2
 //! blobs, the dictionary files and what happens when one is missing or damaged.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -385,18 +387,7 @@ fn large_bodies_are_compressed_without_the_dictionary() {
         assert!(std::time::Instant::now() < deadline, "no dictionary: {:?}", store.dictionary_state());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut raw = b"Subject: big\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while raw.len() < 300_000 {
-        for _ in 0..76 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            raw.push(B64[(x % 64) as usize]);
-        }
-        raw.extend_from_slice(b"\r\n");
-    }
+    let raw = common::base64_body(b"Subject: big\r\nContent-Transfer-Encoding: base64\r\n\r\n", 300_000);
     let small = store.prepare(b"Subject: s\r\n\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\nsome text of mail\r\n");
     assert_eq!(small.codec(), 2, "a small body uses the dictionary");
     let big = store.prepare(&raw);

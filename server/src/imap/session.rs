@@ -940,14 +940,12 @@ fn seq_set(view: &View, set: &SequenceSet, saved: &[Uid]) -> Vec<Uid> {
 
 /// UIDs of a UID set that the session knows, in order (`$`: the saved result).
 fn uid_set(view: &View, set: &SequenceSet, saved: &[Uid]) -> Vec<Uid> {
-    let Some(mut ranges) = set.to_ranges(view.last_uid()) else {
+    let Some(ranges) = set.to_ranges(view.last_uid()) else {
         return known_of(view, saved);
     };
     // The view's UIDs are in ascending order: each range is found by binary search, so a
-    // `UID FETCH 99001:100000` costs what it returns, not the size of the mailbox. Ranges are
-    // sorted and merged first, so the answer is in order and without repeats.
-    ranges.retain(|&(lo, hi)| lo <= hi);
-    ranges.sort_unstable();
+    // `UID FETCH 99001:100000` costs what it returns, not the size of the mailbox. The ranges
+    // come sorted and merged (`to_ranges`), so the answer is in order and without repeats.
     let uids = view.uids();
     let mut out = Vec::new();
     let mut from = 0;
@@ -1299,30 +1297,21 @@ async fn fetch_streamed(
     attrs: &[FetchAttribute],
 ) -> std::io::Result<FetchTrouble> {
     let (plan, mut trouble) = fetch_start(s, uids, attrs);
-    if !reads_bodies(attrs) || uids.len() <= 1 {
-        for chunk in uids.chunks(FETCH_CHUNK) {
-            fetch_some(s, &plan, chunk, attrs, &mut trouble, None);
-            if s.out.len() >= FETCH_FLUSH_BYTES {
-                flush(conn, s).await?;
-            }
-        }
-        return Ok(trouble);
-    }
     // Bodies are decoded (decompressed) on blocking threads, `DECODE_AHEAD_CHUNKS` chunks
     // ahead of the one this task renders and writes: a big download uses every core for the
-    // decoding, which is most of its cost.
-    let chunks = body_chunks(&plan, uids);
+    // decoding, which is most of its cost. The first chunk is decoded here.
+    let decode = reads_bodies(attrs) && uids.len() > 1;
+    let chunks = if decode { body_chunks(&plan, uids) } else { uids.chunks(FETCH_CHUNK).collect() };
+    let later = if decode { &chunks[1..] } else { &[][..] };
     let mut ahead: std::collections::VecDeque<tokio::task::JoinHandle<Prefetched>> =
-        chunks.iter().skip(1).take(DECODE_AHEAD_CHUNKS).map(|c| decode_ahead(&plan, c)).collect();
+        later.iter().take(DECODE_AHEAD_CHUNKS).map(|c| decode_ahead(&plan, c)).collect();
     for (i, chunk) in chunks.iter().enumerate() {
-        let mut bodies = match i {
-            0 => None,
-            _ => match ahead.pop_front() {
-                Some(handle) => handle.await.ok(),
-                None => None,
-            },
+        let handle = if i > 0 { ahead.pop_front() } else { None };
+        let mut bodies = match handle {
+            Some(handle) => handle.await.ok(),
+            None => None,
         };
-        if let Some(next) = chunks.get(i + 1 + DECODE_AHEAD_CHUNKS) {
+        if let Some(next) = later.get(i + DECODE_AHEAD_CHUNKS) {
             ahead.push_back(decode_ahead(&plan, next));
         }
         fetch_some(s, &plan, chunk, attrs, &mut trouble, bodies.as_mut());
@@ -1369,10 +1358,9 @@ fn body_chunks<'a>(plan: &FetchPlan, uids: &'a [Uid]) -> Vec<&'a [Uid]> {
     let (mut start, mut bytes) = (0, 0u64);
     for (i, uid) in uids.iter().enumerate() {
         let size = plan.msgs.get(uid).map_or(0, |m| m.size);
-        let (max_count, max_bytes) = match chunks.is_empty() {
-            true => (FETCH_CHUNK / 8, DECODE_AHEAD_BYTES / 8),
-            false => (FETCH_CHUNK, DECODE_AHEAD_BYTES),
-        };
+        let first = chunks.is_empty();
+        let (max_count, max_bytes) =
+            if first { (FETCH_CHUNK / 8, DECODE_AHEAD_BYTES / 8) } else { (FETCH_CHUNK, DECODE_AHEAD_BYTES) };
         if i > start && (i - start == max_count || bytes + size > max_bytes) {
             chunks.push(&uids[start..i]);
             (start, bytes) = (i, 0);
@@ -1661,16 +1649,7 @@ impl Unread {
 
 /// The message's bytes; a read error other than the message being gone is logged.
 fn read_raw(store: &postlog_engine::Store, view: &View, uid: Uid) -> Result<Arc<[u8]>, Unread> {
-    read_raw_of(store, view.account, view.mailbox, uid)
-}
-
-fn read_raw_of(
-    store: &postlog_engine::Store,
-    account: AccountId,
-    mailbox: MailboxId,
-    uid: Uid,
-) -> Result<Arc<[u8]>, Unread> {
-    store.read_message_shared(account, mailbox, uid).map_err(|e| unread(account, mailbox, uid, e))
+    store.read_message_shared(view.account, view.mailbox, uid).map_err(|e| unread(view.account, view.mailbox, uid, e))
 }
 
 /// Why a message could not be read; a read error other than the message being gone is logged.
